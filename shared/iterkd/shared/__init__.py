@@ -1,0 +1,1 @@
+"""IterKD shared library."""

@@ -1,0 +1,80 @@
+"""Prompt templates for solving a problem, shared by the teacher and the trainer so the student is
+trained and asked with the same prompts, and the extraction of code from a chatty answer.
+
+Templates are ``str.format`` strings over the fields of a :class:`~iterkd.shared.formats.Problem`
+(``{prompt}``, ``{entry_point}``, ``{id}``); they are configurable in each service's section.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+
+from iterkd.shared.formats import Problem
+from pydantic import BaseModel, ConfigDict, field_validator
+
+DEFAULT_SOLVE_TEMPLATE = (
+    "Solve the following Python programming problem. Answer with code only: one complete, "
+    "self-contained Python program in a single ```python code block, with every import it needs "
+    "and the function `{entry_point}` defined at the top level. No explanation, no tests, no "
+    "example usage.\n\n{prompt}"
+)
+
+# For completion (non-chat) models on HumanEval-style prompts: the prompt itself, to be continued.
+COMPLETION_TEMPLATE = "{prompt}"
+
+_FIELDS = {"prompt", "entry_point", "id"}
+
+
+def check_template(template: str, where: str = "template") -> str:
+    """Reject templates with unknown fields or broken braces, naming the problem."""
+    try:
+        names = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    except ValueError as exc:
+        raise ValueError(f"{where}: invalid template: {exc}") from None
+    unknown = sorted(n for n in names if n not in _FIELDS)
+    if unknown:
+        raise ValueError(f"{where}: unknown field(s) {', '.join('{' + n + '}' for n in unknown)}; "
+                         f"use {', '.join('{' + n + '}' for n in sorted(_FIELDS))}")
+    if "prompt" not in names:
+        raise ValueError(f"{where}: the template must contain {{prompt}}")
+    return template
+
+
+class PromptConfig(BaseModel):
+    """How a problem becomes a model prompt; one section shared by teacher and trainer configs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    solve_template: str = DEFAULT_SOLVE_TEMPLATE
+    use_chat_template: bool = True
+
+    @field_validator("solve_template")
+    @classmethod
+    def _valid(cls, value: str) -> str:
+        return check_template(value, "solve_template")
+
+
+def render_solve_prompt(problem: Problem, template: str = DEFAULT_SOLVE_TEMPLATE) -> str:
+    return template.format(prompt=problem.prompt.rstrip() + "\n", entry_point=problem.entry_point or "solution",
+                           id=problem.id)
+
+
+_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.S)
+
+
+def extract_code(text: str, entry_point: str | None = None) -> str:
+    """The code of an answer: the fenced block that defines ``entry_point`` (else the first Python
+    block, else the first block); an answer without fences is returned as it is, minus any
+    trailing prose after the code. Never raises."""
+    blocks = [(lang.lower(), body) for lang, body in _FENCE.findall(text)]
+    if blocks:
+        if entry_point:
+            for _, body in blocks:
+                if re.search(rf"^\s*(async\s+)?def\s+{re.escape(entry_point)}\s*\(", body, re.M):
+                    return body.rstrip() + "\n"
+        for lang, body in blocks:
+            if lang in ("python", "py", "python3"):
+                return body.rstrip() + "\n"
+        return blocks[0][1].rstrip() + "\n"
+    return text.rstrip() + "\n" if text.strip() else ""
