@@ -85,11 +85,10 @@ class FileConfig(BaseModel):
     @classmethod
     def _known_sections(cls, data: Any) -> Any:
         if isinstance(data, dict):
-            unknown = sorted(k for k in data if k not in SECTIONS and k != "source")
+            known = [*SECTIONS, *(k for k in cls.model_fields if k not in SECTIONS and k != "source")]
+            unknown = sorted(k for k in data if k not in known)
             if unknown:
-                raise ValueError(
-                    f"unknown section(s) {', '.join(unknown)}; expected some of {', '.join(SECTIONS)}"
-                )
+                raise ValueError(f"unknown section(s) {', '.join(unknown)}; expected some of {', '.join(known)}")
         return data
 
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import re
 import string
 
-from iterkd.shared.formats import Problem
 from pydantic import BaseModel, ConfigDict, field_validator
+
+from iterkd.shared.formats import Problem
 
 DEFAULT_SOLVE_TEMPLATE = (
     "Solve the following Python programming problem. Answer with code only: one complete, "

@@ -26,6 +26,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+
 from iterkd.shared.config import ConfigError, ServerConfig
 from iterkd.shared.formats import DataError
 from iterkd.shared.store import ArtifactNotFound, InvalidKey

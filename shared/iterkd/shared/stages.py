@@ -13,8 +13,9 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from iterkd.shared.store import ArtifactNotFound, ArtifactStore, InvalidKey, join
 from pydantic import BaseModel, Field
+
+from iterkd.shared.store import ArtifactNotFound, ArtifactStore, InvalidKey, join
 
 STAGES = ("teacher-solve", "verify", "train", "student-solve", "feedback", "evolve", "evaluate")
 MANIFEST = "_manifest.json"

@@ -20,13 +20,14 @@ import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlparse
 
+from pydantic import BaseModel
+
 from iterkd.shared.config import StoreConfig
 from iterkd.shared.formats import dumps_jsonl, loads_jsonl
-from pydantic import BaseModel
 
 M = TypeVar("M", bound=BaseModel)
 TMP_PREFIX = ".tmp-"
@@ -63,7 +64,7 @@ def normalize_key(key: str) -> str:
     """Reject absolute keys, ``..`` and empty parts; return the clean key."""
     if not key or key.startswith("/") or "\\" in key:
         raise InvalidKey(f"invalid key {key!r}: keys are relative, '/'-separated paths")
-    parts = PurePosixPath(key).parts
+    parts = key.split("/")
     if any(p in ("..", ".", "") for p in parts):
         raise InvalidKey(f"invalid key {key!r}: no '.' or '..' parts")
     if any(p.startswith(TMP_PREFIX) for p in parts):

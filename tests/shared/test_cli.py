@@ -1,0 +1,34 @@
+"""The `iterkd` dispatcher: commands come from the installed services' entry points."""
+
+import subprocess
+import sys
+from importlib.metadata import entry_points
+
+import pytest
+
+from iterkd.shared.cli import main
+
+
+def test_installed_services_and_commands_are_listed(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    commands = {ep.name for ep in entry_points(group="iterkd.commands")}
+    assert {"eval", "models"} <= commands
+    for name in ["serve", *commands]:
+        assert name in out
+
+
+def test_unknown_service_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "nope"]) == 2
+    assert "unknown service 'nope'" in capsys.readouterr().err
+
+
+def test_bad_config_exits_2_and_names_the_field(tmp_path) -> None:
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("store: {backend: ftp}\n")
+    proc = subprocess.run([sys.executable, "-m", "iterkd.shared.cli", "serve", "feedback", "--config", str(cfg)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert "bad.yaml: store.backend" in proc.stderr
