@@ -1,0 +1,325 @@
+"""Execution sandbox for untrusted Python answers: a pool of warm workers that fork per answer.
+
+How it works
+------------
+:class:`SandboxPool` starts ``workers`` processes (``_worker.py`` run with ``python -I`` and a
+scrubbed environment). Each worker does the costly setup once: imports, a new network namespace
+(and a mount namespace when root, or a user namespace when not), and becomes a child subreaper.
+Per answer it forks; the answer runs in a fresh PID namespace when the OS allows (root, or inside
+the worker's user namespace), in a new session/process group, in a fresh temporary directory that
+is removed afterwards, with stdin on /dev/null, a minimal environment (PATH, LANG, HOME=TMPDIR=the
+temporary directory, PYTHONHASHSEED=0, OMP_NUM_THREADS=1), RLIMIT_CPU/AS/FSIZE/NPROC/CORE, no new
+privileges, and stdout/stderr captured in memory files truncated to ``output_bytes``. As root, the
+answer also runs as an unprivileged uid of its own (2_000_000_000 + the worker's pid; RLIMIT_NPROC
+then counts only that answer's processes).
+
+The pool talks to each worker over a socketpair with length-prefixed JSON messages (see
+``_worker.py``); one answer per worker at a time, idle workers handed out through a queue, so
+``run``/``run_many`` are thread-safe. A worker that dies or stops answering is killed, whatever
+it ran is killed, it is replaced, and the answer is reported as failed.
+
+Verdict
+-------
+``passed`` only when the answer's code object ran to its end without an exception *and* the
+runner then wrote ``P`` + a 16-byte random token (drawn by the worker per run) to a pipe whose fd
+number is random, *and* the runner exited with status 0. Exit codes, ``exit(0)``,
+``os._exit(0)``, ``SystemExit``/``BaseException`` before the tests finish, and anything printed
+all fail. Wall-clock timeout or RLIMIT_CPU gives ``"timed out"``.
+
+Threat model (honest)
+---------------------
+Defended: accidental or naive misbehaviour of generated code - infinite loops, sleeps, fork and
+memory bombs, huge output, exiting early to fake success, printing success, detached
+(setsid/double-fork) children (the PID namespace dies with its init; without one the worker
+kills the process group, its /proc descendants and the run uid's processes), killing the parent
+(outside the PID namespace it is invisible; as a separate uid it gets EPERM), reading the
+parent's environment (workers get a scrubbed environment; the answer gets a fresh one; as a
+separate uid or without capabilities it cannot read other processes' /proc/PID/environ; when not
+root the pool marks its own process non-dumpable), network access (own network namespace with
+only a down loopback), writing outside its directory as root (the run uid owns only its
+temporary directory; everything root-owned is read-only to it).
+
+Not defended: the answer runs in the same process as the code that reports the verdict, so a
+determined attacker can find the report pipe (/proc/self/fd) and the token (in memory, e.g.
+via ``gc`` or frame introspection) and forge a pass; the verdict stops reward hacking by
+exit codes or printing, not deliberate in-process forgery. Without root, the answer keeps the
+caller's uid: files that uid can write (the working tree included) can be modified, and
+RLIMIT_NPROC counts the uid's other processes. Even as root, world-writable places (/tmp,
+/dev/shm) are writable, there is no disk quota beyond RLIMIT_FSIZE per file, /proc still lists
+the host's processes, and kernel exploits are out of scope. There is no seccomp filter; use a
+container or gVisor-class isolation for hostile code.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import ctypes
+import json
+import logging
+import os
+import queue
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from iterkd.feedback import _worker
+
+log = logging.getLogger("iterkd.feedback.sandbox")
+
+_WORKER_SCRIPT = str(Path(_worker.__file__).resolve())
+PRELOAD = (  # what HumanEval and MBPP import; each module makes every fork a little slower
+    "typing", "math", "re", "collections", "heapq", "itertools", "functools", "random", "copy", "string",
+    "hashlib", "bisect", "operator", "cmath", "array", "datetime",
+)
+_warned: set[str] = set()
+_warn_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-answer limits."""
+
+    timeout_s: float = 3.0  # wall clock per answer
+    cpu_s: int | None = None  # RLIMIT_CPU, default ceil(timeout)+1
+    memory_mb: int = 1024  # RLIMIT_AS
+    file_size_mb: int = 16  # RLIMIT_FSIZE
+    max_procs: int = 64  # RLIMIT_NPROC (exact with a run uid; otherwise added to the uid's count)
+    output_bytes: int = 8192  # captured stdout/stderr truncated to this
+    network: bool = False  # False = try to isolate
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """The verdict on one program."""
+
+    passed: bool
+    result: str  # "passed", "timed out", or "failed: <reason>"
+    duration_s: float
+    stdout: str
+    stderr: str
+
+
+class WorkerDied(RuntimeError):
+    """A worker closed its socket, stopped answering or sent garbage."""
+
+
+def _warn_once(message: str) -> None:
+    with _warn_lock:
+        if message in _warned:
+            return
+        _warned.add(message)
+    log.warning("%s", message)
+
+
+def _set_not_dumpable() -> None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_worker.PR_SET_DUMPABLE, ctypes.c_ulong(0), 0, 0, 0)
+    except OSError:
+        pass
+
+
+class _Worker:
+    """The pool's handle on one worker process."""
+
+    def __init__(self, limits: Limits) -> None:
+        ours, theirs = socket.socketpair()
+        config = asdict(limits) | {"preload": list(PRELOAD)}
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-I", _WORKER_SCRIPT, str(theirs.fileno()), json.dumps(config)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, pass_fds=(theirs.fileno(),),
+                env=env, cwd="/", start_new_session=True,
+            )
+        finally:
+            theirs.close()
+        self.sock = ours
+        self.sock.settimeout(60)
+        self.running_pid: int | None = None
+        try:
+            msg = _worker.recv_msg(self.sock)
+        except (EOFError, OSError, ValueError) as exc:
+            self.kill()
+            raise RuntimeError(f"sandbox worker failed to start: {exc}") from exc
+        self.info: dict = msg.get("info", {})
+        for warning in self.info.get("warnings", []):
+            _warn_once(f"sandbox: {warning}")
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def run(self, program: str, timeout: float) -> ExecResult:
+        self.sock.settimeout(timeout + 30)
+        try:
+            _worker.send_msg(self.sock, {"program": program, "timeout": timeout})
+            msg = _worker.recv_msg(self.sock)
+            if msg.get("event") == "start":
+                self.running_pid = int(msg["pid"])
+                msg = _worker.recv_msg(self.sock)
+            if msg.get("event") != "done":
+                raise WorkerDied(f"unexpected message {msg.get('event')!r}")
+        except (EOFError, OSError, ValueError, KeyError) as exc:
+            raise WorkerDied(str(exc)) from exc
+        self.running_pid = None
+        return ExecResult(bool(msg["passed"]), str(msg["result"]), float(msg["duration_s"]),
+                          str(msg["stdout"]), str(msg["stderr"]))
+
+    def kill(self) -> None:
+        """Kill the worker and whatever answer it was running; remove its directory."""
+        try:
+            self.proc.kill()
+        except OSError:
+            pass
+        self.proc.wait()
+        self.sock.close()
+        info = getattr(self, "info", {})
+        victims: set[int] = set()
+        if self.running_pid:
+            victims.add(self.running_pid)
+            try:
+                os.killpg(self.running_pid, signal.SIGKILL)
+            except OSError:
+                pass
+        if info.get("run_uid") is not None:
+            victims |= _worker.uid_processes(int(info["run_uid"]))
+        deadline = time.monotonic() + 5
+        while victims and time.monotonic() < deadline:
+            for pid in victims:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            time.sleep(0.01)
+            victims = {p for p in victims if _alive(p)}
+            if info.get("run_uid") is not None:
+                victims |= _worker.uid_processes(int(info["run_uid"]))
+        if info.get("base"):
+            shutil.rmtree(info["base"], ignore_errors=True)
+
+    def close(self) -> None:
+        """Ask politely (EOF), then kill."""
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        self.kill()
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            state = fh.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in (b"Z", b"X")
+
+
+class SandboxPool:
+    """A pool of warm sandbox workers; see the module docstring."""
+
+    def __init__(self, workers: int | None = None, limits: Limits = Limits()) -> None:
+        self.limits = limits
+        self.size = max(1, workers or os.cpu_count() or 1)
+        if os.geteuid() != 0:
+            # Same uid as the answers: keep them from reading our /proc/PID/environ and memory.
+            _set_not_dumpable()
+        self._idle: queue.Queue[_Worker] = queue.Queue()
+        self._all: set[_Worker] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        with concurrent.futures.ThreadPoolExecutor(self.size) as ex:
+            started = list(ex.map(lambda _: self._spawn(), range(self.size)))
+        for w in started:
+            self._idle.put(w)
+
+    def _spawn(self) -> _Worker:
+        w = _Worker(self.limits)
+        with self._lock:
+            self._all.add(w)
+        return w
+
+    @property
+    def info(self) -> dict:
+        """Isolation facts reported by one worker (network_isolated, run_uid, pid_namespace...)."""
+        with self._lock:
+            any_worker = next(iter(self._all), None)
+        return dict(any_worker.info) if any_worker else {}
+
+    def worker_pids(self) -> list[int]:
+        """Pids of the live worker processes."""
+        with self._lock:
+            return [w.pid for w in self._all]
+
+    def run(self, program: str, timeout: float | None = None) -> ExecResult:
+        """Run one program; blocks for a free worker."""
+        if self._closed:
+            raise RuntimeError("SandboxPool is closed")
+        t = float(timeout if timeout is not None else self.limits.timeout_s)
+        w = self._idle.get()
+        if self._closed:
+            self._idle.put(w)
+            raise RuntimeError("SandboxPool is closed")
+        start = time.monotonic()
+        try:
+            return w.run(program, t)
+        except WorkerDied as exc:
+            with self._lock:
+                self._all.discard(w)
+            w.kill()
+            if self._closed:
+                raise RuntimeError("SandboxPool is closed") from exc
+            log.warning("sandbox worker %d died (%s); restarting it", w.pid, exc)
+            w = self._spawn()
+            return ExecResult(False, "failed: sandbox worker died", time.monotonic() - start, "", "")
+        finally:
+            self._idle.put(w)
+
+    def run_many(self, programs: Sequence[str], timeout: float | None = None) -> list[ExecResult]:
+        """Run programs in parallel over the workers; results in input order."""
+        with self._lock:
+            if self._executor is None:
+                self._executor = concurrent.futures.ThreadPoolExecutor(
+                    self.size, thread_name_prefix="sandbox")
+            ex = self._executor
+        return list(ex.map(lambda p: self.run(p, timeout), programs))
+
+    def close(self) -> None:
+        """Stop every worker (killing what they run) and remove their directories."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            workers = list(self._all)
+            self._all.clear()
+            ex = self._executor
+        for w in workers:
+            w.close()
+        if ex is not None:
+            ex.shutdown(wait=False, cancel_futures=True)
+
+    def __enter__(self) -> SandboxPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass

@@ -1,0 +1,274 @@
+"""Sandbox containment: every hostile answer is judged failed and leaves nothing behind."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from iterkd.feedback._worker import RUN_UID_BASE
+from iterkd.feedback.sandbox import Limits, SandboxPool
+
+SECRET = "s3cr3t-7f1c2a9e"
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[SandboxPool]:
+    os.environ["SECRET_TOKEN"] = SECRET
+    try:
+        with SandboxPool(workers=2, limits=Limits(timeout_s=1.5)) as p:
+            yield p
+    finally:
+        os.environ.pop("SECRET_TOKEN", None)
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A directory under /tmp that any uid can reach (pytest's tmp_path is root-only)."""
+    path = Path(tempfile.mkdtemp(prefix="iterkd-test-"))
+    path.chmod(0o777)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def leftovers(pool: SandboxPool) -> list[psutil.Process]:
+    """Descendants of this test process that are not pool workers (waits briefly for exits)."""
+    deadline = time.monotonic() + 2.0
+    while True:
+        workers = set(pool.worker_pids())
+        extra = [p for p in psutil.Process().children(recursive=True)
+                 if p.pid not in workers and _running(p)]
+        if pool.info.get("run_uid") is not None:  # each worker's answers run as RUN_UID_BASE + its pid
+            uids = {RUN_UID_BASE + pid for pid in workers}
+            extra += [p for p in psutil.process_iter(["uids"]) if p.info["uids"] and p.info["uids"].real in uids]
+        if not extra or time.monotonic() > deadline:
+            return extra
+        time.sleep(0.05)
+
+
+def _running(p: psutil.Process) -> bool:
+    try:
+        return p.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def judge(pool: SandboxPool, program: str, timeout: float | None = None):
+    result = pool.run(textwrap.dedent(program), timeout=timeout)
+    assert not result.passed, result
+    assert result.result == "timed out" or result.result.startswith("failed: "), result
+    assert leftovers(pool) == []
+    return result
+
+
+def test_passing_program_passes(pool: SandboxPool) -> None:
+    r = pool.run("import math\nprint('hi')\nassert math.gcd(4, 6) == 2\n")
+    assert (r.passed, r.result, r.stdout) == (True, "passed", "hi\n")
+
+
+def test_assertion_failure(pool: SandboxPool) -> None:
+    assert judge(pool, "assert 1 == 2, 'nope'").result == "failed: nope"
+
+
+def test_infinite_loop_times_out(pool: SandboxPool) -> None:
+    r = judge(pool, "while True:\n    pass\n", timeout=0.5)
+    assert r.result == "timed out" and r.duration_s < 2.0
+
+
+def test_long_sleep_times_out(pool: SandboxPool) -> None:
+    assert judge(pool, "import time\ntime.sleep(60)\n", timeout=0.5).result == "timed out"
+
+
+def test_ignores_sigterm_and_sigalrm(pool: SandboxPool) -> None:
+    program = """
+        import signal, time
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGALRM, signal.SIG_IGN)
+        signal.alarm(1)
+        while True:
+            time.sleep(0.01)
+    """
+    assert judge(pool, program, timeout=0.5).result == "timed out"
+
+
+def test_fork_bomb(pool: SandboxPool) -> None:
+    program = """
+        import os, time
+        for _ in range(100000):
+            try:
+                os.fork()
+            except OSError:
+                pass
+        time.sleep(30)
+    """
+    judge(pool, program, timeout=1.0)
+
+
+def test_memory_bomb(pool: SandboxPool) -> None:
+    program = """
+        chunks = []
+        while True:
+            chunks.append(bytearray(50 * 1024 * 1024))
+    """
+    assert judge(pool, program).result == "failed: MemoryError"
+
+
+@pytest.mark.parametrize("early_exit", [
+    "exit(0)", "quit()", "import sys; sys.exit(0)", "import os; os._exit(0)", "raise SystemExit",
+    "raise KeyboardInterrupt", "raise BaseException('x')",
+    "import os, signal; os.kill(os.getpid(), signal.SIGKILL)",
+])
+def test_exit_before_tests_fails(pool: SandboxPool, early_exit: str) -> None:
+    judge(pool, f"def f():\n    return 1\n{early_exit}\nassert f() == 2\n")
+
+
+def test_fake_success_line_fails(pool: SandboxPool) -> None:
+    r = judge(pool, "import sys, os\nprint('passed')\nsys.stdout.flush()\nos._exit(0)\nassert False\n")
+    assert r.stdout == "passed\n"
+
+
+def test_output_is_truncated(pool: SandboxPool) -> None:
+    r = pool.run("print('x' * 100000)")
+    assert r.passed and len(r.stdout) == Limits().output_bytes
+
+
+def test_environment_is_scrubbed(pool: SandboxPool) -> None:
+    program = f"""
+        import os
+        seen = [repr(dict(os.environ))]
+        for pid in {{os.getppid(), 1, {os.getpid()}}} | set({pool.worker_pids()}):
+            try:
+                with open(f"/proc/{{pid}}/environ", "rb") as fh:
+                    seen.append(fh.read().decode(errors="replace"))
+            except OSError as exc:
+                seen.append(str(exc))
+        print(seen)
+        assert any("{SECRET}" in s for s in seen), "secret not found"
+    """
+    r = judge(pool, program)
+    assert r.result == "failed: secret not found"
+    assert SECRET not in r.stdout + r.stderr
+    assert "HOME" in r.stdout  # the program did run and print its environment
+
+
+def test_kill_parent(pool: SandboxPool) -> None:
+    workers = set(pool.worker_pids())
+    program = "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nimport time; time.sleep(0.2)\n"
+    if pool.info.get("run_uid") is not None:
+        assert judge(pool, program).result == "failed: [Errno 1] Operation not permitted"
+    else:  # same uid inside a PID namespace: the parent is the namespace's init, which ignores it
+        pool.run(program)
+        assert leftovers(pool) == []
+    assert set(pool.worker_pids()) == workers  # nobody outside the answer was hurt
+    assert pool.run("assert True").passed
+
+
+def test_worker_death_is_survived(pool: SandboxPool) -> None:
+    before = set(pool.worker_pids())
+    result: list = []
+    t = threading.Thread(target=lambda: result.append(pool.run("import time\ntime.sleep(20)", timeout=10)))
+    t.start()
+    time.sleep(0.5)
+    victims = [p for p in psutil.Process().children() if p.pid in before
+               and any(c for c in p.children())]
+    assert victims, "no worker was running the answer"
+    victims[0].kill()
+    t.join(15)
+    assert result and not result[0].passed and result[0].result == "failed: sandbox worker died"
+    assert set(pool.worker_pids()) != before and len(pool.worker_pids()) == 2
+    assert leftovers(pool) == []
+    assert all(r.passed for r in pool.run_many(["assert True"] * 4))
+
+
+def test_detached_child_dies_with_the_verdict(pool: SandboxPool, shared_dir: Path) -> None:
+    started, survived = shared_dir / "started", shared_dir / "survived"
+    program = f"""
+        import os, time
+        if os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:
+                open({str(started)!r}, "w").close()
+                time.sleep(0.7)
+                open({str(survived)!r}, "w").close()
+                time.sleep(30)
+            os._exit(0)
+        time.sleep(0.3)
+        {{}}
+    """
+    for ending in ("os._exit(0)", "pass"):  # judged failed / passed: the escapee dies either way
+        r = pool.run(textwrap.dedent(program.format(ending)))
+        assert r.passed is (ending == "pass"), r
+        assert leftovers(pool) == []
+        assert started.exists()
+        time.sleep(1.0)
+        assert not survived.exists()
+        started.unlink()
+
+
+def test_cannot_write_outside_its_directory(pool: SandboxPool, shared_dir: Path) -> None:
+    if pool.info.get("run_uid") is None:
+        pytest.skip("answers share the caller's uid here (not root): writes are not confined")
+    tree = shared_dir / "worktree"  # like a checkout: owned by the caller, mode 755
+    tree.mkdir(mode=0o755)
+    precious = tree / "important.py"
+    precious.write_text("keep\n")
+    program = f"""
+        import os
+        open("local.txt", "w").write("fine")  # its own directory is writable
+        with open({str(precious)!r}, "w") as fh:
+            fh.write("clobbered")
+    """
+    r = judge(pool, program)
+    assert "Permission denied" in r.result
+    assert precious.read_text() == "keep\n"
+    judge(pool, f"import os\nos.remove({str(precious)!r})\n")
+    assert precious.exists()
+
+
+def test_temporary_directory_is_fresh_and_removed(pool: SandboxPool) -> None:
+    r = pool.run("import os\nassert os.listdir('.') == []\nopen('f', 'w').write('x')\nprint(os.getcwd())")
+    assert r.passed, r
+    assert not Path(r.stdout.strip()).exists()
+
+
+def test_no_network(pool: SandboxPool) -> None:
+    if not pool.info.get("network_isolated"):
+        pytest.skip("network namespaces are not available here")
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    try:
+        r = judge(pool, f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=1)\n")
+        assert "Errno" in r.result
+    finally:
+        server.close()
+
+
+def test_stdin_is_closed(pool: SandboxPool) -> None:
+    assert judge(pool, "input()").result.startswith("failed: EOF")
+
+
+def test_thread_safe_run_many(pool: SandboxPool) -> None:
+    programs = [f"assert {i} % 3 != 0" for i in range(30)]
+    out: dict[int, list] = {}
+
+    def go(n: int) -> None:
+        out[n] = pool.run_many(programs)
+
+    threads = [threading.Thread(target=go, args=(n,)) for n in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for n in range(3):
+        assert [r.passed for r in out[n]] == [i % 3 != 0 for i in range(30)]
