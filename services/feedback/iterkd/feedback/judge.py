@@ -1,0 +1,351 @@
+"""The judge view: a model scores each answer on a rubric.
+
+:class:`Judge` renders a prompt (rubric, problem, answer), asks a :class:`TextGenerator` for a
+reply and reads the score with :func:`parse_score`. Generators: the shared
+:class:`~iterkd.shared.inference.GrpcGenerator` (the teacher service) or :class:`TgiHttpGenerator`
+(a text-generation-inference server's ``/generate``).
+
+Reading a score (:func:`parse_score`), in order of trust; within a tier the LAST statement wins,
+since models tend to reconsider before their final line:
+
+1. explicit statements: ``Score: 5/6``, ``**Final score**: 4.5 / 6``, ``score = 3``,
+   ``Total: 5 out of 6``, ``I'd give it 5 out of 6``, JSON ``{"score": 4}``;
+2. a bare ``5/6`` or ``5 out of 6`` whose denominator is the rubric's maximum;
+3. a per-criterion breakdown (``Basic functionality: 2/2`` ...) whose denominators add up to the
+   maximum: the numerators are summed.
+
+A statement out of another scale (``8/10`` on a 6-point rubric) is rescaled. A value below 0 or
+above the maximum makes the reply unparsed (``score=None``), as does a reply with no statement.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import re
+import string
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from iterkd.shared.formats import JudgeResult
+from iterkd.shared.inference import Generation, SamplingParams, TextGenerator
+from iterkd.shared.rpc import Unavailable
+
+log = logging.getLogger("iterkd.feedback.judge")
+
+DEFAULT_RUBRIC = """\
+1. Basic functionality (2 points): the code runs and solves the problem as stated; 1 point if it \
+works only partly.
+2. Boundary checks (1 point): edge cases (empty input, zero, negative or very large values, \
+single elements) are handled.
+3. Requirement coverage (1 point): every requirement of the problem statement is met.
+4. Readability and documentation (1 point): clear names and structure, docstrings or comments \
+where they help.
+5. Coding practice (1 point): idiomatic, efficient Python without needless complexity or unsafe \
+constructs.
+Maximum: 6 points."""
+
+DEFAULT_TEMPLATE = """\
+You are an expert Python reviewer. Grade the candidate solution to the programming problem below \
+with this rubric:
+
+{rubric}
+
+Problem:
+{problem}
+
+Candidate solution:
+```python
+{answer}
+```
+
+Assess each criterion in one short sentence, then give a short rationale. End with a final line \
+of exactly this form: "Score: X/{max_score}"."""
+
+TEMPLATE_FIELDS = ("problem", "answer", "rubric", "max_score")
+
+
+def check_judge_template(template: str, where: str = "template") -> str:
+    """Reject templates with unknown fields or broken braces; ``{answer}`` is required."""
+    try:
+        names = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    except ValueError as exc:
+        raise ValueError(f"{where}: invalid template: {exc}") from None
+    unknown = sorted(n for n in names if n not in TEMPLATE_FIELDS)
+    if unknown:
+        raise ValueError(f"{where}: unknown field(s) {', '.join('{' + n + '}' for n in unknown)}; "
+                         f"use {', '.join('{' + n + '}' for n in TEMPLATE_FIELDS)}")
+    if "answer" not in names:
+        raise ValueError(f"{where}: the template must contain {{answer}}")
+    return template
+
+
+_NUM = r"(-?\d+(?:\.\d+)?)(?!\w)"
+
+
+def rubric_max_score(rubric: str) -> float | None:
+    """The maximum a rubric states (``Maximum: 6``, ``out of 10``, ``total 6 points``), else the sum
+    of its per-criterion points (``(2 points)``), else None."""
+    stated = re.findall(r"(?:maximum|max|total|out of)\b[^\d\n]{0,20}" + _NUM, rubric, flags=re.I)
+    if stated:
+        return float(stated[-1])
+    points = re.findall(r"\b" + _NUM + r"\s*(?:points?|pts?)\b", rubric, flags=re.I)
+    total = sum(float(p) for p in points)
+    return total if total > 0 else None
+
+
+@dataclass(frozen=True)
+class ParsedScore:
+    score: float | None  # None: no usable score in the reply
+    how: str  # which rule read it ("explicit", "fraction", "breakdown", "json") or why not
+
+
+_MARKUP = re.compile(r"[*_`#]")
+_DENOM = r"(?:\s*(?:/|out\s+of|of)\s*" + _NUM + r")?"
+_EXPLICIT = [
+    # Score: 5/6 | final score = 4.5 / 6 | Overall rating - 5 | Total: 5 out of 6 | Score is 4
+    re.compile(r"\b(?:(?:total|final|overall)\s+)?(?:score|rating|grade|total|points)\s*"
+               r"(?:\([^)\n]{0,20}\)\s*)?(?:[:=\-]|is)\s*" + _NUM + _DENOM, re.I),
+    # I'd give it 5 out of 6 | I rate this 4/6 | awarding 3 points out of 6
+    re.compile(r"\b(?:give|gives|giving|rate|rates|rating|award|awarding|assign|assigning|score)\s+"
+               r"(?:(?:it|this|the)\s+(?:(?:answer|solution|code|submission)\s+)?)?(?:an?\s+)?(?:score\s+of\s+)?"
+               + _NUM + r"(?:\s*points?)?" + _DENOM, re.I),
+]
+_FRACTION = re.compile(_NUM + r"\s*(?:/|out\s+of)\s*" + _NUM, re.I)
+_JSON = re.compile(r"\{[^{}]*\}")
+_JSON_KEYS = ("score", "total_score", "total", "final_score", "overall_score")
+
+
+def _in_range(value: float, max_score: float) -> bool:
+    return 0.0 <= value <= max_score + 1e-9
+
+
+def _scaled(num: str, den: str | None, max_score: float) -> float | None:
+    value = float(num)
+    if den is not None:
+        d = float(den)
+        if d <= 0:
+            return None
+        if abs(d - max_score) > 1e-9:
+            if not 0 <= value <= d:
+                return None
+            value = value * max_score / d
+    return value
+
+
+def parse_score(reply: str, max_score: float = 6.0) -> ParsedScore:
+    """Read the judge's total score from its reply; never raises. See the module docstring."""
+    try:
+        return _parse(reply or "", float(max_score))
+    except Exception as exc:  # a parser must not take a whole evaluation down
+        log.warning("score parser error", extra={"error": repr(exc)})
+        return ParsedScore(None, f"parser error: {type(exc).__name__}")
+
+
+def _parse(reply: str, max_score: float) -> ParsedScore:
+    text = _MARKUP.sub(" ", reply)  # spaces keep positions, so JSON and text statements compare
+    # Tier 1: explicit statements and JSON objects, the last one by position.
+    found: list[tuple[int, float | None, str]] = []
+    for pattern in _EXPLICIT:
+        for m in pattern.finditer(text):
+            value = _scaled(m.group(1), m.group(2), max_score)
+            if m.group(2) is None and value is not None and text[m.end(1):m.end(1) + 2].lstrip().startswith("%"):
+                value = value * max_score / 100.0  # "Score: 83%"
+            found.append((m.start(), value, "explicit"))
+    for m in _JSON.finditer(reply):
+        try:
+            obj = json.loads(m.group(0))
+        except (json.JSONDecodeError, RecursionError):
+            continue
+        if not isinstance(obj, dict):
+            continue
+        for key in _JSON_KEYS:
+            value = obj.get(key)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                found.append((m.start(), _scaled(str(value), None, max_score), "json"))
+                break
+            if isinstance(value, str) and re.fullmatch(r"\s*" + _NUM + _DENOM + r"\s*", value):
+                g = re.fullmatch(r"\s*" + _NUM + _DENOM + r"\s*", value)
+                assert g is not None
+                found.append((m.start(), _scaled(g.group(1), g.group(2), max_score), "json"))
+                break
+    if found:
+        _, value, how = max(found, key=lambda f: f[0])
+        if value is None or not _in_range(value, max_score):
+            return ParsedScore(None, f"{how} score out of range")
+        return ParsedScore(value, how)
+    # Tier 2: a bare fraction over the maximum.
+    fractions = [(m.group(1), m.group(2)) for m in _FRACTION.finditer(text)]
+    totals = [float(n) for n, d in fractions if abs(float(d) - max_score) < 1e-9]
+    if totals:
+        value = totals[-1]
+        if not _in_range(value, max_score):
+            return ParsedScore(None, "fraction out of range")
+        return ParsedScore(value, "fraction")
+    # Tier 3: a breakdown whose parts add up to the maximum.
+    if len(fractions) >= 2:
+        nums = [float(n) for n, _ in fractions]
+        dens = [float(d) for _, d in fractions]
+        if abs(sum(dens) - max_score) < 1e-9 and all(0 <= n <= d for n, d in zip(nums, dens)):
+            return ParsedScore(sum(nums), "breakdown")
+    return ParsedScore(None, "no score found")
+
+
+def rationale_of(reply: str, limit: int = 2000) -> str:
+    """The reply without surrounding blank space, cut to ``limit`` characters."""
+    text = (reply or "").strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class Judge:
+    """Scores answers with a model on a rubric."""
+
+    def __init__(self, generator: TextGenerator, rubric: str = DEFAULT_RUBRIC, template: str = DEFAULT_TEMPLATE,
+                 params: SamplingParams | None = None, max_score: float | None = None, batch_size: int = 16) -> None:
+        self.generator = generator
+        self.rubric = rubric
+        self.template = check_judge_template(template)
+        self.params = params or SamplingParams(n=1, max_new_tokens=512, temperature=0.0)
+        if self.params.n != 1:  # one reply per answer
+            self.params = dataclasses.replace(self.params, n=1)
+        resolved = max_score if max_score is not None else rubric_max_score(rubric)
+        if resolved is None or resolved <= 0:
+            raise ValueError("the rubric states no maximum score; pass max_score")
+        self.max_score = float(resolved)
+        self.batch_size = max(1, batch_size)
+
+    def max_score_for(self, rubric: str | None) -> float:
+        if not rubric or rubric == self.rubric:
+            return self.max_score
+        return rubric_max_score(rubric) or self.max_score
+
+    def prompt(self, problem: str, answer: str, rubric: str | None = None) -> str:
+        rubric = rubric or self.rubric
+        return self.template.format(problem=problem.strip(), answer=answer.rstrip(), rubric=rubric.strip(),
+                                    max_score=f"{self.max_score_for(rubric):g}")
+
+    def score(self, problem: str, answer: str, rubric: str | None = None, sample_id: str = "") -> JudgeResult:
+        return self.score_many([(problem, answer)], rubric=rubric, sample_ids=[sample_id])[0]
+
+    def score_many(self, items: Sequence[tuple[str, str]], rubric: str | None = None,
+                   sample_ids: Sequence[str] | None = None) -> list[JudgeResult]:
+        """One result per ``(problem, answer)``, in order; ``batch_size`` prompts per generate call."""
+        ids = list(sample_ids) if sample_ids is not None else [str(i) for i in range(len(items))]
+        if len(ids) != len(items):
+            raise ValueError(f"{len(ids)} sample ids for {len(items)} items")
+        max_score = self.max_score_for(rubric)
+        prompts = [self.prompt(p, a, rubric) for p, a in items]
+        out: list[JudgeResult] = []
+        for start in range(0, len(prompts), self.batch_size):
+            chunk = prompts[start:start + self.batch_size]
+            generations = self.generator.generate(chunk, self.params)
+            if len(generations) != len(chunk):
+                raise Unavailable(f"judge model returned {len(generations)} replies for {len(chunk)} prompts")
+            for offset, gen in enumerate(generations):
+                reply = gen.texts[0] if gen.texts else ""
+                parsed = parse_score(reply, max_score)
+                out.append(JudgeResult(sample_id=ids[start + offset], score=parsed.score, max_score=max_score,
+                                       rationale=rationale_of(reply)))
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# text-generation-inference over HTTP
+
+
+_FINISH = {"eos_token": "eos", "stop_sequence": "stop", "length": "length"}
+
+
+class TgiHttpGenerator:
+    """A :class:`TextGenerator` over a text-generation-inference server's ``POST /generate``.
+
+    One request per sample (TGI's ``/generate`` returns one text), ``concurrency`` in flight;
+    429, 5xx and connection errors are retried ``retries`` times with backoff, then raise
+    :class:`~iterkd.shared.rpc.Unavailable`. Sample i of a prompt uses seed ``params.seed + i``;
+    temperature 0 is greedy (``do_sample: false``, no temperature sent). Stop sequences are cut
+    from the text.
+    """
+
+    def __init__(self, url: str, timeout_s: float = 300.0, retries: int = 2, concurrency: int = 4,
+                 backoff_s: float = 0.5) -> None:
+        import requests
+
+        self.url = url.rstrip("/") + "/generate" if not url.rstrip("/").endswith("/generate") else url
+        self.timeout_s = timeout_s
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self._requests = requests
+        self._local = threading.local()
+        self._pool = ThreadPoolExecutor(max(1, concurrency), thread_name_prefix="tgi")
+
+    def _session(self) -> Any:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = self._requests.Session()
+        return session
+
+    @staticmethod
+    def payload(prompt: str, params: SamplingParams, seed: int) -> dict[str, Any]:
+        parameters: dict[str, Any] = {"max_new_tokens": params.max_new_tokens, "seed": seed, "details": True}
+        if params.temperature > 0:
+            parameters["do_sample"] = True
+            parameters["temperature"] = params.temperature
+            if 0 < params.top_p < 1:
+                parameters["top_p"] = params.top_p
+        else:
+            parameters["do_sample"] = False
+        if params.stop:
+            parameters["stop"] = list(params.stop)
+        return {"inputs": prompt, "parameters": parameters}
+
+    def _one(self, prompt: str, params: SamplingParams, seed: int) -> tuple[str, str]:
+        body = self.payload(prompt, params, seed)
+        last = ""
+        for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(self.backoff_s * 2 ** (attempt - 1))
+            try:
+                resp = self._session().post(self.url, json=body, timeout=self.timeout_s)
+            except self._requests.RequestException as exc:
+                last = f"{type(exc).__name__}: {exc}"
+                continue
+            if resp.status_code == 429 or resp.status_code >= 500:
+                last = f"HTTP {resp.status_code}: {resp.text[:200]}"
+                continue
+            if resp.status_code != 200:
+                raise RuntimeError(f"TGI at {self.url} refused the request: HTTP {resp.status_code}: "
+                                   f"{resp.text[:300]}")
+            try:
+                data = resp.json()
+            except ValueError:
+                raise RuntimeError(f"TGI at {self.url} sent invalid JSON: {resp.text[:200]!r}") from None
+            if isinstance(data, list):  # some TGI versions wrap the object in a list
+                data = data[0] if data else {}
+            text = data.get("generated_text")
+            if not isinstance(text, str):
+                raise RuntimeError(f"TGI at {self.url} sent no generated_text: {str(data)[:200]}")
+            finish = _FINISH.get(str((data.get("details") or {}).get("finish_reason", "")), "stop")
+            for stop in params.stop:
+                cut = text.find(stop)
+                if cut >= 0:
+                    text, finish = text[:cut], "stop"
+            return text, finish
+        raise Unavailable(f"TGI at {self.url} unavailable after {self.retries + 1} attempts: {last}")
+
+    def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[Generation]:
+        n = max(1, params.n)
+        jobs = [(p, i) for p in range(len(prompts)) for i in range(n)]
+        results = list(self._pool.map(lambda job: self._one(prompts[job[0]], params, params.seed + job[1]), jobs))
+        out = [Generation() for _ in prompts]
+        for (p, _), (text, finish) in zip(jobs, results):
+            out[p].texts.append(text)
+            out[p].finish_reasons.append(finish)
+        return out
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
