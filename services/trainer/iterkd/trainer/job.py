@@ -1,0 +1,249 @@
+"""One (run, cycle) training against the artifact store: idempotency, resume, checkpoint.
+
+Layout under ``runs/{run}/cycle-{k:03d}/train/`` (or the request's ``output_uri``):
+
+* ``adapter/`` (``model/`` for full fine-tuning): ``save_pretrained`` output plus the tokenizer,
+  loadable with peft / transformers as it is;
+* ``training_config.json``, ``metrics.json``; ``_manifest.json`` last (the stage is done);
+* ``_state/step-{N:06d}/`` while training: trainable weights, optimizer, scheduler, RNG, step and
+  data order, with ``_state/latest.json`` (written after the folder is complete) naming the last
+  one. A restart with the same inputs resumes from it; a finished stage deletes ``_state/``.
+
+The state is tied to a fingerprint of the inputs (training set bytes, effective config, base
+model, starting adapter): a restart with different inputs starts over rather than mixing them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from iterkd.shared.formats import DataError
+from iterkd.shared.log import event, get_logger
+from iterkd.shared.rpc import BadRequest
+from iterkd.shared.stages import StageManifest, StageWriter, check_run_id, read_manifest, stage_prefix
+from iterkd.shared.store import ArtifactNotFound, ArtifactStore, join
+from iterkd.trainer.config import TrainerConfig
+from iterkd.trainer.data import load_train_set
+from iterkd.trainer.trainer import StepRecord, StudentTrainer
+from iterkd.v1 import common_pb2, trainer_pb2
+
+log = get_logger("iterkd.trainer")
+STATE = "_state"
+CHECKPOINT_NAMES = ("adapter", "model")
+Emit = Callable[[trainer_pb2.TrainProgress], None]
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """A validated training request."""
+
+    run_id: str
+    cycle: int
+    train_set_key: str
+    prefix: str                 # where the stage's outputs go
+    base_model: str
+    init_key: str | None        # the starting checkpoint folder in the store, if any
+    cfg: TrainerConfig
+
+    @property
+    def state_prefix(self) -> str:
+        return join(self.prefix, STATE)
+
+
+def previous_checkpoint(store: ArtifactStore, run_id: str, cycle: int) -> str | None:
+    """The checkpoint folder key of cycle ``cycle - 1``'s finished train stage, if there is one."""
+    if cycle <= 0:
+        return None
+    manifest = read_manifest(store, stage_prefix(run_id, cycle - 1, "train"))
+    if manifest is None:
+        return None
+    for name in CHECKPOINT_NAMES:
+        if name in manifest.outputs:
+            return manifest.outputs[name].key
+    return None
+
+
+def make_spec(store: ArtifactStore, cfg: TrainerConfig, run_id: str, cycle: int, train_set_uri: str,
+              output_uri: str = "", base_model: str = "", init_adapter_uri: str = "") -> TrainSpec:
+    """Validate a request's fields (BadRequest / InvalidKey with a message naming the field)."""
+    if not run_id:
+        raise BadRequest("run.run_id is required")
+    check_run_id(run_id)
+    if cycle < 0:
+        raise BadRequest(f"run.cycle must be >= 0, got {cycle}")
+    if not train_set_uri:
+        raise BadRequest("train_set_uri is required: the training examples (JSON Lines) in the store")
+    train_key = store.resolve(train_set_uri)
+    prefix = store.resolve(output_uri) if output_uri else stage_prefix(run_id, cycle, "train")
+    if init_adapter_uri:
+        init_key: str | None = store.resolve(init_adapter_uri)
+        if not store.list(init_key):
+            raise BadRequest(f"init_adapter_uri: nothing in the store at {init_adapter_uri}")
+    else:
+        init_key = previous_checkpoint(store, run_id, cycle)
+    return TrainSpec(run_id, cycle, train_key, prefix, base_model or cfg.base_model, init_key, cfg)
+
+
+def progress(state: str, **fields: Any) -> trainer_pb2.TrainProgress:
+    metrics = fields.pop("metrics", None) or {}
+    msg = trainer_pb2.TrainProgress(state=state, **fields)
+    for k, v in metrics.items():
+        if isinstance(v, (int, float)) and not (isinstance(v, float) and math.isnan(v)):
+            msg.metrics[k] = float(v)
+    return msg
+
+
+def step_progress(rec: StepRecord) -> trainer_pb2.TrainProgress:
+    def f(x: float) -> float:
+        return 0.0 if math.isnan(x) else x
+
+    return progress(
+        "training", step=rec.step, total_steps=rec.total_steps, sft_loss=f(rec.sft_loss),
+        contrastive_loss=f(rec.contrastive_loss), loss=f(rec.loss), margin=f(rec.margin),
+        tokens_per_second=rec.tokens_per_second, eta_s=rec.eta_s, learning_rate=rec.learning_rate,
+        metrics={"grad_norm": rec.grad_norm, "tokens": rec.tokens},
+    )
+
+
+def cached_progress(manifest: StageManifest) -> trainer_pb2.TrainProgress:
+    out = next((manifest.outputs[n] for n in CHECKPOINT_NAMES if n in manifest.outputs), None)
+    ref = common_pb2.ArtifactRef(uri=out.uri, sha256=out.sha256) if out else None
+    m = manifest.metrics
+    steps = int(m.get("steps", 0))
+    return progress("done", cached=True, checkpoint=ref, step=steps, total_steps=int(m.get("total_steps", steps)),
+                    sft_loss=m.get("sft_loss", 0.0), contrastive_loss=m.get("contrastive_loss", 0.0),
+                    loss=m.get("loss", 0.0), margin=m.get("margin", 0.0), metrics=m)
+
+
+def fingerprint(spec: TrainSpec, train_bytes: bytes, init_digest: str) -> str:
+    h = hashlib.sha256()
+    h.update(train_bytes)
+    cfg = spec.cfg.model_dump(mode="json", exclude={"server", "max_batch_prompts", "max_new_tokens", "max_n",
+                                                    "generate_micro_batch", "load_on_start"})
+    cfg["optim"].pop("save_every_steps", None)
+    h.update(json.dumps(cfg, sort_keys=True).encode())
+    h.update(spec.base_model.encode())
+    h.update(init_digest.encode())
+    return h.hexdigest()
+
+
+def _folder_digest(store: ArtifactStore, prefix: str) -> str:
+    h = hashlib.sha256()
+    for key in store.list(prefix):
+        h.update(key.encode())
+        h.update(hashlib.sha256(store.get_bytes(key)).digest())
+    return h.hexdigest()
+
+
+def run_training(store: ArtifactStore, spec: TrainSpec, emit: Emit,
+                 should_stop: Callable[[], bool] | None = None, workdir: str | Path | None = None) -> StageManifest:
+    """Train ``spec`` to the end (or return the finished stage's manifest), emitting progress."""
+    done = read_manifest(store, spec.prefix)
+    if done is not None:
+        emit(cached_progress(done))
+        return done
+    t0 = time.monotonic()
+    emit(progress("loading", message=f"loading {spec.base_model}"))
+    with tempfile.TemporaryDirectory(prefix="iterkd-train-", dir=workdir) as tmp_s:
+        tmp = Path(tmp_s)
+        examples = load_train_set(store, spec.train_set_key)
+        train_bytes = store.get_bytes(spec.train_set_key)
+        init_dir = None
+        init_digest = ""
+        if spec.init_key is not None:
+            init_dir = store.get_dir(spec.init_key, tmp / "init")
+            init_digest = _folder_digest(store, spec.init_key)
+        trainer = StudentTrainer(spec.cfg, examples, spec.base_model, init_dir, source=store.uri(spec.train_set_key))
+        fp = fingerprint(spec, train_bytes, init_digest)
+        resumed_from = _maybe_resume(store, spec, trainer, fp, tmp)
+        if resumed_from:
+            emit(progress("training", step=trainer.step, total_steps=trainer.total_steps,
+                          message=f"resumed from step {resumed_from}", metrics={"resumed_from": resumed_from}))
+        event(log, "train start", run=spec.run_id, cycle=spec.cycle, total_steps=trainer.total_steps,
+              examples=trainer.stats.examples, resumed_from=resumed_from, init=spec.init_key or "base")
+
+        def on_step(rec: StepRecord) -> None:
+            emit(step_progress(rec))
+
+        def on_checkpoint(step: int) -> None:
+            _save_state(store, spec, trainer, fp, tmp)
+
+        trainer.train(on_step, on_checkpoint, should_stop)
+        emit(progress("saving", step=trainer.step, total_steps=trainer.total_steps))
+        name = "adapter" if spec.cfg.lora.enabled else "model"
+        ckpt = trainer.save_pretrained(tmp / name)
+        metrics = trainer.summary()
+        metrics["resumed_from"] = float(resumed_from)
+        with StageWriter(store, spec.prefix, "train", spec.run_id, spec.cycle) as w:
+            entry = w.put_dir(name, ckpt)
+            w.put_bytes("training_config.json", json.dumps({
+                "config": spec.cfg.model_dump(mode="json"), "base_model": spec.base_model,
+                "train_set": store.uri(spec.train_set_key),
+                "init_checkpoint": store.uri(spec.init_key) if spec.init_key else None,
+                "fingerprint": fp,
+            }, indent=2).encode())
+            w.put_bytes("metrics.json", json.dumps({"summary": metrics, "steps": [
+                {k: v for k, v in vars(r).items()} for r in trainer.history]}, indent=2).encode())
+            w.metrics.update(metrics)
+            w.extra.update({"checkpoint": name, "base_model": spec.base_model, "init_checkpoint": spec.init_key,
+                            "loss_type": spec.cfg.loss.loss_type})
+        manifest = w.manifest
+        assert manifest is not None
+        store.delete_prefix(spec.state_prefix)
+    event(log, "train done", run=spec.run_id, cycle=spec.cycle, steps=trainer.step,
+          duration_s=round(time.monotonic() - t0, 3), loss=metrics["loss"], margin=metrics["margin"])
+    emit(progress("done", step=trainer.step, total_steps=trainer.total_steps,
+                  checkpoint=common_pb2.ArtifactRef(uri=entry.uri, sha256=entry.sha256),
+                  sft_loss=metrics["sft_loss"], loss=metrics["loss"],
+                  contrastive_loss=0.0 if math.isnan(metrics["contrastive_loss"]) else metrics["contrastive_loss"],
+                  margin=0.0 if math.isnan(metrics["margin"]) else metrics["margin"], metrics=metrics))
+    return manifest
+
+
+def _save_state(store: ArtifactStore, spec: TrainSpec, trainer: StudentTrainer, fp: str, tmp: Path) -> None:
+    name = f"step-{trainer.step:06d}"
+    local = trainer.save_state(tmp / "state" / name, {"fingerprint": fp})
+    store.put_dir(join(spec.state_prefix, name), local)
+    store.put_json(join(spec.state_prefix, "latest.json"), {"step": trainer.step, "folder": name, "fingerprint": fp})
+    for key in store.list(spec.state_prefix):  # older states are no longer needed
+        part = key[len(spec.state_prefix) + 1:].split("/", 1)[0]
+        if part.startswith("step-") and part != name:
+            store.delete(key)
+    event(log, "train state saved", run=spec.run_id, cycle=spec.cycle, step=trainer.step)
+
+
+def _maybe_resume(store: ArtifactStore, spec: TrainSpec, trainer: StudentTrainer, fp: str, tmp: Path) -> int:
+    try:
+        latest = store.get_json(join(spec.state_prefix, "latest.json"))
+    except ArtifactNotFound:
+        return 0
+    if latest.get("fingerprint") != fp:
+        event(log, "train state ignored: inputs changed", run=spec.run_id, cycle=spec.cycle)
+        store.delete_prefix(spec.state_prefix)
+        return 0
+    local = store.get_dir(join(spec.state_prefix, latest["folder"]), tmp / "resume")
+    try:
+        trainer.load_state(local)
+    except (ValueError, KeyError, OSError) as exc:
+        event(log, "train state unusable; starting over", run=spec.run_id, cycle=spec.cycle, error=str(exc))
+        store.delete_prefix(spec.state_prefix)
+        return 0
+    return trainer.step
+
+
+def read_train_set_or_fail(store: ArtifactStore, key: str) -> None:
+    """Early check used by the service so a bad set fails the RPC before any model loads."""
+    try:
+        load_train_set(store, key)
+    except ArtifactNotFound:
+        raise BadRequest(f"train_set_uri: no training set at {store.uri(key)}") from None
+    except DataError:
+        raise

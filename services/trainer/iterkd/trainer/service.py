@@ -1,0 +1,305 @@
+"""The gRPC TrainerService: trains one (run, cycle) at a time and serves the current student.
+
+Train is idempotent per (run, cycle): a finished stage (its manifest exists) answers one
+``done`` record with ``cached=true``; a cycle in training re-attaches the caller to its progress
+(a job registry keyed by (run, cycle)); trainings of different cycles queue for the device. A
+training runs in its own thread, so a caller that goes away does not stop it.
+
+Serving: Generate / Solve use the shared :class:`iterkd.shared.hf_generate.HFGenerator` on the
+current student. After a training finishes, the served student is its checkpoint (switched before
+the final ``done`` record is sent); Solve for a (run, cycle) whose train stage is done serves that
+cycle's checkpoint; LoadStudent switches explicitly. Solve asks with the configured prompt format
+(template and chat wrapping), the one the student was trained on.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from iterkd.shared.config import merge_overrides
+from iterkd.shared.formats import Sample, read_problems
+from iterkd.shared.hf_generate import GenerationCancelled, HFGenerator
+from iterkd.shared.inference import SamplingParams
+from iterkd.shared.log import event, get_logger
+from iterkd.shared.prompts import check_template, render_solve_prompt
+from iterkd.shared.rpc import BadRequest, Conflict, Unavailable, require
+from iterkd.shared.stages import read_manifest, stage_prefix
+from iterkd.shared.store import ArtifactStore
+from iterkd.trainer.config import TrainerConfig
+from iterkd.trainer.job import (
+    CHECKPOINT_NAMES,
+    TrainSpec,
+    cached_progress,
+    make_spec,
+    progress,
+    read_train_set_or_fail,
+    run_training,
+)
+from iterkd.v1 import common_pb2, trainer_pb2, trainer_pb2_grpc
+
+log = get_logger("iterkd.trainer.service")
+
+
+class _Job:
+    """One training in flight: its progress records, for every caller that follows it."""
+
+    def __init__(self, spec: TrainSpec) -> None:
+        self.spec = spec
+        self.records: list[trainer_pb2.TrainProgress] = []
+        self.cond = threading.Condition()
+        self.finished = False
+        self.error: BaseException | None = None
+
+    def emit(self, record: trainer_pb2.TrainProgress) -> None:
+        with self.cond:
+            self.records.append(record)
+            self.cond.notify_all()
+
+    def finish(self, error: BaseException | None = None) -> None:
+        with self.cond:
+            self.finished = True
+            self.error = error
+            self.cond.notify_all()
+
+    def follow(self, context: grpc.ServicerContext | None, replay: bool) -> Iterator[trainer_pb2.TrainProgress]:
+        """Records from the start (``replay``) or from the latest one, until the job ends."""
+        with self.cond:
+            i = 0 if replay else max(0, len(self.records) - 1)
+        while True:
+            with self.cond:
+                while i >= len(self.records) and not self.finished:
+                    self.cond.wait(timeout=1.0)
+                    if context is not None and not context.is_active():
+                        return
+                batch, i = self.records[i:], len(self.records)
+                finished = self.finished
+            yield from batch
+            if finished and i >= len(self.records):
+                return
+
+
+class _Student:
+    """The served student: a generator plus where it came from."""
+
+    def __init__(self, generator: HFGenerator, checkpoint_uri: str) -> None:
+        self.generator = generator
+        self.checkpoint_uri = checkpoint_uri
+
+
+class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
+    def __init__(self, cfg: TrainerConfig, store: ArtifactStore, workdir: str | Path | None = None) -> None:
+        self.cfg = cfg
+        self.store = store
+        self._tmp = tempfile.TemporaryDirectory(prefix="iterkd-trainer-", dir=workdir)
+        self.workdir = Path(self._tmp.name)
+        self._jobs: dict[tuple[str, int], _Job] = {}
+        self._jobs_lock = threading.Lock()
+        self._device_lock = threading.Lock()  # one training at a time on the device
+        self._student: _Student | None = None
+        self._student_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._loads = 0
+
+    # -- training -------------------------------------------------------------------------------
+    def Train(self, request: trainer_pb2.TrainRequest, context: grpc.ServicerContext
+              ) -> Iterator[trainer_pb2.TrainProgress]:
+        cfg = merge_overrides(self.cfg, request.config_json, "config_json")
+        require(request.HasField("run"), "run is required: run.run_id and run.cycle")
+        spec = make_spec(self.store, cfg, request.run.run_id, request.run.cycle, request.train_set_uri,
+                         request.output_uri, request.base_model, request.init_adapter_uri)
+        manifest = read_manifest(self.store, spec.prefix)
+        if manifest is not None:
+            self._serve_manifest_checkpoint(manifest)
+            yield cached_progress(manifest)
+            return
+        key = (spec.run_id, spec.cycle)
+        with self._jobs_lock:
+            job = self._jobs.get(key)
+            attach = job is not None and not job.finished
+            if attach:
+                assert job is not None
+                if job.spec.train_set_key != spec.train_set_key or job.spec.prefix != spec.prefix:
+                    raise Conflict(f"run {spec.run_id} cycle {spec.cycle} is already training on "
+                                   f"{self.store.uri(job.spec.train_set_key)}")
+            else:
+                read_train_set_or_fail(self.store, spec.train_set_key)
+                job = _Job(spec)
+                self._jobs[key] = job
+                threading.Thread(target=self._run_job, args=(key, job), name=f"train-{key[0]}-{key[1]}",
+                                 daemon=True).start()
+        yield from job.follow(context, replay=not attach)
+        if job.finished and job.error is not None and context.is_active():
+            raise job.error
+
+    def _run_job(self, key: tuple[str, int], job: _Job) -> None:
+        held: list[trainer_pb2.TrainProgress] = []
+
+        def emit(record: trainer_pb2.TrainProgress) -> None:
+            if record.state == "done":
+                held.append(record)  # sent once the new student is served
+            else:
+                job.emit(record)
+
+        try:
+            job.emit(progress("queued"))
+            with self._device_lock:
+                manifest = run_training(self.store, job.spec, emit, should_stop=self._stopping.is_set,
+                                        workdir=self.workdir)
+            self._serve_manifest_checkpoint(manifest)
+            for record in held:
+                job.emit(record)
+            job.finish()
+        except BaseException as exc:
+            log.exception("training failed", extra={"run": key[0], "cycle": key[1]})
+            job.emit(progress("failed", message=f"{type(exc).__name__}: {exc}"))
+            job.finish(exc)
+        finally:
+            with self._jobs_lock:
+                if self._jobs.get(key) is job:
+                    del self._jobs[key]
+
+    # -- the served student ---------------------------------------------------------------------
+    def _serve_manifest_checkpoint(self, manifest: Any) -> None:
+        out = next((manifest.outputs[n] for n in CHECKPOINT_NAMES if n in manifest.outputs), None)
+        if out is None:
+            return
+        current = self._student
+        if current is not None and current.checkpoint_uri == out.uri:
+            return
+        try:
+            self._load(out.key)
+        except Exception:
+            log.exception("cannot serve the trained checkpoint", extra={"checkpoint": out.uri})
+
+    def _load(self, key: str | None) -> _Student:
+        """Load the base model (``key`` None) or a checkpoint folder of the store and serve it."""
+        with self._student_lock:
+            base = self.cfg.base_model
+            device = "cuda" if self.cfg.device == "cuda" else ("cpu" if self.cfg.device == "cpu" else "auto")
+            mb = self.cfg.generate_micro_batch
+            if key is None:
+                if not (Path(base) / "config.json").is_file():
+                    raise Unavailable(f"the base model {base!r} is not a local transformers model folder")
+                gen = HFGenerator(base, device=device, micro_batch_size=mb)
+                uri = ""
+            else:
+                self._loads += 1
+                local = self.store.get_dir(key, self.workdir / f"student-{self._loads}")
+                if (local / "adapter_config.json").is_file():
+                    gen = HFGenerator(base, adapter_dir=local, device=device, micro_batch_size=mb)
+                else:
+                    gen = HFGenerator(local, device=device, micro_batch_size=mb)
+                uri = self.store.uri(key)
+            gen.model_id = uri or base
+            self._student = _Student(gen, uri)
+            event(log, "student loaded", checkpoint=uri or "base", model=base)
+            return self._student
+
+    def _current(self) -> _Student:
+        student = self._student
+        return student if student is not None else self._load(None)
+
+    def _info(self, student: _Student) -> common_pb2.ModelInfo:
+        gen = student.generator
+        return common_pb2.ModelInfo(
+            model_id=gen.model_id, backend="student", context_length=gen.context_length,
+            max_batch_prompts=self.cfg.max_batch_prompts, max_new_tokens=self.cfg.max_new_tokens,
+            max_n=self.cfg.max_n, has_chat_template=gen.has_chat_template, adapter=student.checkpoint_uri,
+        )
+
+    def Info(self, request: common_pb2.InfoRequest, context: grpc.ServicerContext) -> common_pb2.ModelInfo:
+        return self._info(self._current())
+
+    def LoadStudent(self, request: trainer_pb2.LoadStudentRequest, context: grpc.ServicerContext
+                    ) -> common_pb2.ModelInfo:
+        if not request.checkpoint_uri:
+            return self._info(self._load(None))
+        key = self.store.resolve(request.checkpoint_uri)
+        if not self.store.list(key):
+            raise BadRequest(f"checkpoint_uri: nothing in the store at {request.checkpoint_uri}")
+        return self._info(self._load(key))
+
+    def _params(self, p: common_pb2.GenerationParams, prompts: int) -> SamplingParams:
+        require(prompts >= 1, "prompts: at least one prompt is required")
+        require(prompts <= self.cfg.max_batch_prompts,
+                f"prompts: {prompts} prompts, more than max_batch_prompts={self.cfg.max_batch_prompts}")
+        n = p.n or 1
+        require(1 <= n <= self.cfg.max_n, f"params.n must be in 1..{self.cfg.max_n}, got {p.n}")
+        require(p.max_new_tokens > 0, f"params.max_new_tokens must be > 0, got {p.max_new_tokens}")
+        require(p.max_new_tokens <= self.cfg.max_new_tokens,
+                f"params.max_new_tokens={p.max_new_tokens} is over the limit {self.cfg.max_new_tokens}")
+        require(p.temperature >= 0, f"params.temperature must be >= 0, got {p.temperature}")
+        require(0 <= p.top_p <= 1, f"params.top_p must be in (0, 1] (0 means 1), got {p.top_p}")
+        return SamplingParams(n=n, max_new_tokens=p.max_new_tokens, temperature=p.temperature,
+                              top_p=p.top_p or 1.0, stop=tuple(p.stop), seed=p.seed,
+                              use_chat_template=p.use_chat_template)
+
+    def Generate(self, request: common_pb2.GenerateRequest, context: grpc.ServicerContext
+                 ) -> common_pb2.GenerateResponse:
+        params = self._params(request.params, len(request.prompts))
+        student = self._current()
+        texts = [p.text for p in request.prompts]
+        try:
+            outs = student.generator.generate(texts, params, cancelled=lambda: not context.is_active())
+        except GenerationCancelled:
+            context.abort(grpc.StatusCode.CANCELLED, "the caller went away")
+        reply = common_pb2.GenerateResponse(model=student.generator.model_id)
+        for prompt, samples in zip(request.prompts, outs):
+            for i, o in enumerate(samples):
+                reply.completions.add(prompt_id=prompt.id, index=i, text=o.text, completion_tokens=o.tokens,
+                                      finish_reason=o.finish_reason, seed=o.seed)
+        return reply
+
+    def Solve(self, request: common_pb2.SolveRequest, context: grpc.ServicerContext) -> common_pb2.SolveResponse:
+        t0 = time.monotonic()
+        require(bool(request.problems_uri), "problems_uri is required")
+        require(bool(request.samples_uri), "samples_uri is required")
+        problems_key = self.store.resolve(request.problems_uri)
+        samples_key = self.store.resolve(request.samples_uri)
+        template = request.prompt_template or self.cfg.prompts.solve_template
+        try:
+            check_template(template, "prompt_template")
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
+        with tempfile.TemporaryDirectory(dir=self.workdir) as tmp:
+            path = Path(tmp) / Path(problems_key).name
+            self.store.get_file(problems_key, path)
+            problems = read_problems(path)
+        require(bool(problems), f"problems_uri: no problems in {request.problems_uri}")
+        if request.HasField("run") and request.run.run_id:
+            manifest = read_manifest(self.store, stage_prefix(request.run.run_id, request.run.cycle, "train"))
+            if manifest is not None:
+                self._serve_manifest_checkpoint(manifest)
+        student = self._current()
+        p = request.params
+        max_new = p.max_new_tokens or min(512, self.cfg.max_new_tokens)
+        params = self._params(common_pb2.GenerationParams(
+            n=p.n or 1, max_new_tokens=max_new, temperature=p.temperature, top_p=p.top_p, stop=list(p.stop),
+            seed=p.seed), 1)
+        params = SamplingParams(**{**params.__dict__, "use_chat_template": self.cfg.prompts.use_chat_template})
+        prompts = [render_solve_prompt(pr, template) for pr in problems]
+        rows: list[Sample] = []
+        try:
+            outs = student.generator.generate(prompts, params, cancelled=lambda: not context.is_active())
+        except GenerationCancelled:
+            context.abort(grpc.StatusCode.CANCELLED, "the caller went away")
+        for pr, samples in zip(problems, outs):
+            for i, o in enumerate(samples):
+                rows.append(Sample(problem_id=pr.id, sample_id=f"{pr.id}#{i}", model=student.generator.model_id,
+                                   completion=o.text))
+        info = self.store.put_jsonl(samples_key, rows)
+        return common_pb2.SolveResponse(
+            samples=common_pb2.ArtifactRef(uri=info.uri, sha256=info.sha256), problems=len(problems),
+            samples_written=len(rows), duration_s=time.monotonic() - t0,
+        )
+
+    def close(self) -> None:
+        self._stopping.set()
+        self._tmp.cleanup()

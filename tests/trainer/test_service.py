@@ -1,0 +1,114 @@
+"""The real gRPC TrainerService on 127.0.0.1: Train streams, caches, Generate/Solve serve the student."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+import yaml
+
+from iterkd.shared.cli import ServeOptions
+from iterkd.shared.formats import Problem, Sample, TrainingExample
+from iterkd.shared.rpc import connect
+from iterkd.shared.store import LocalStore
+from iterkd.trainer.server import build_server
+from iterkd.v1 import common_pb2, trainer_pb2, trainer_pb2_grpc
+
+
+@pytest.fixture
+def served(tmp_path: Path, fast_cfg: dict[str, Any]) -> Iterator[tuple[Any, LocalStore]]:
+    cfg_path = tmp_path / "trainer.yaml"
+    trainer = {**fast_cfg, "optim": {**fast_cfg["optim"], "max_steps": 3}}
+    cfg_path.write_text(yaml.safe_dump({"store": {"root": "store"}, "trainer": trainer,
+                                        "logging": {"level": "WARNING"}}))
+    server = build_server(ServeOptions(config=str(cfg_path), port=0))
+    server.start()
+    channel, stub = connect(server.target, trainer_pb2_grpc.TrainerServiceStub, timeout=120, wait_ready_s=10)
+    try:
+        yield stub, LocalStore(tmp_path / "store")
+    finally:
+        channel.close()
+        server.stop(0)
+
+
+def test_train_streams_caches_and_serves_the_student(
+    served: tuple[Any, LocalStore], train_examples: list[TrainingExample]) -> None:
+    stub, store = served
+    uri = store.put_jsonl("sets/train.jsonl", train_examples).uri
+    req = trainer_pb2.TrainRequest(run=common_pb2.RunCycle(run_id="svc", cycle=0), train_set_uri=uri)
+    records = list(stub.Train(req))
+    states = [r.state for r in records]
+    assert states[0] == "queued" and "loading" in states and states[-1] == "done"
+    steps = [r for r in records if r.state == "training"]
+    assert [r.step for r in steps] == [1, 2, 3] and all(r.total_steps == 3 for r in steps)
+    assert all(r.tokens_per_second > 0 and r.sft_loss > 0 and r.learning_rate >= 0 for r in steps)
+    assert any(r.contrastive_loss > 0 for r in steps) and steps[-1].eta_s == 0
+    done = records[-1]
+    assert not done.cached and done.checkpoint.uri.endswith("runs/svc/cycle-000/train/adapter")
+
+    again = list(stub.Train(req))
+    assert len(again) == 1 and again[0].cached and again[0].checkpoint.uri == done.checkpoint.uri
+
+    info = stub.Info(common_pb2.InfoRequest())
+    assert info.backend == "student" and info.adapter == done.checkpoint.uri and info.context_length == 512
+    reply = stub.Generate(common_pb2.GenerateRequest(
+        prompts=[common_pb2.Prompt(id="q1", text="def add(a, b):")],
+        params=common_pb2.GenerationParams(n=2, max_new_tokens=8, temperature=0.8, seed=3)))
+    assert [(c.prompt_id, c.index) for c in reply.completions] == [("q1", 0), ("q1", 1)]
+    assert all(0 < c.completion_tokens <= 8 for c in reply.completions)
+
+    store.put_jsonl("sets/problems.jsonl", [Problem(id="p1", prompt="def add(a, b):\n", entry_point="add",
+                                                     tests="assert add(1, 2) == 3")])
+    solved = stub.Solve(common_pb2.SolveRequest(
+        run=common_pb2.RunCycle(run_id="svc", cycle=0), problems_uri="sets/problems.jsonl",
+        samples_uri="runs/svc/cycle-000/student-solve/samples.jsonl",
+        params=common_pb2.GenerationParams(n=2, max_new_tokens=6)))
+    assert solved.problems == 1 and solved.samples_written == 2
+    rows = store.get_jsonl("runs/svc/cycle-000/student-solve/samples.jsonl", Sample)
+    assert [r.sample_id for r in rows] == ["p1#0", "p1#1"]
+
+    base = stub.LoadStudent(trainer_pb2.LoadStudentRequest())
+    assert base.adapter == ""
+    back = stub.LoadStudent(trainer_pb2.LoadStudentRequest(checkpoint_uri=done.checkpoint.uri))
+    assert back.adapter == done.checkpoint.uri
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"run": {"run_id": "Bad_Id", "cycle": 0}, "train_set_uri": "sets/train.jsonl"}, "invalid run id"),
+    ({"run": {"run_id": "ok", "cycle": -1}, "train_set_uri": "sets/train.jsonl"}, "cycle"),
+    ({"run": {"run_id": "ok", "cycle": 0}}, "train_set_uri is required"),
+    ({"run": {"run_id": "ok", "cycle": 0}, "train_set_uri": "file:///etc/passwd"}, "outside the local store"),
+    ({"run": {"run_id": "ok", "cycle": 0}, "train_set_uri": "sets/missing.jsonl"}, "no training set"),
+    ({"run": {"run_id": "ok", "cycle": 0}, "train_set_uri": "sets/empty.jsonl"}, "training set is empty"),
+    ({"run": {"run_id": "ok", "cycle": 0}, "train_set_uri": "sets/train.jsonl",
+      "config_json": '{"loss": {"loss_type": "nope"}}'}, "loss.loss_type"),
+    ({"run": {"run_id": "ok", "cycle": 0}, "train_set_uri": "sets/train.jsonl", "config_json": "[1]"},
+     "expected a JSON object"),
+])
+def test_bad_train_requests_are_invalid_argument(
+    served: tuple[Any, LocalStore], train_examples: list[TrainingExample], fields: dict[str, Any],
+    message: str) -> None:
+    stub, store = served
+    store.put_jsonl("sets/train.jsonl", train_examples)
+    store.put_bytes("sets/empty.jsonl", b"")
+    req = trainer_pb2.TrainRequest(
+        run=common_pb2.RunCycle(**fields["run"]), train_set_uri=fields.get("train_set_uri", ""),
+        config_json=fields.get("config_json", ""))
+    with pytest.raises(grpc.RpcError) as info:
+        list(stub.Train(req))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert message in info.value.details()
+
+
+def test_bad_generate_requests_are_invalid_argument(served: tuple[Any, LocalStore]) -> None:
+    stub, _ = served
+    for params, message in [({"max_new_tokens": 0}, "max_new_tokens must be > 0"),
+                            ({"max_new_tokens": 4, "n": 99}, "params.n"),
+                            ({"max_new_tokens": 4, "temperature": -1}, "temperature")]:
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Generate(common_pb2.GenerateRequest(prompts=[common_pb2.Prompt(id="a", text="x")],
+                                                     params=common_pb2.GenerationParams(**params)))
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and message in info.value.details()

@@ -1,0 +1,123 @@
+"""Training on the tiny model (CPU): losses move the right way, checkpoints load back, cycles chain."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from iterkd.shared.formats import TrainingExample
+from iterkd.shared.stages import stage_prefix
+from iterkd.shared.store import LocalStore
+from iterkd.trainer.config import TrainerConfig
+from iterkd.trainer.job import make_spec, run_training
+from iterkd.trainer.trainer import StudentTrainer
+
+
+def _cfg(base: dict[str, Any], **patch: Any) -> TrainerConfig:
+    data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in base.items()}
+    for section, values in patch.items():
+        data[section] = {**data.get(section, {}), **values}
+    return TrainerConfig.model_validate(data)
+
+
+def test_sft_loss_falls(fast_cfg: dict[str, Any], train_examples: list[TrainingExample]) -> None:
+    cfg = _cfg(fast_cfg, loss={"lambda_": 0.0}, optim={"max_steps": 10})
+    t = StudentTrainer(cfg, train_examples)
+    before = t.sft_eval(train_examples)
+    t.train()
+    after = t.sft_eval(train_examples)
+    assert after < before - 0.5, (before, after)
+    assert all(r.contrastive_loss == 0 for r in t.history)
+    assert t.history[-1].loss < t.history[0].loss
+
+
+@pytest.mark.parametrize("loss_type", ["infonce", "dpo", "margin", "unlikelihood"])
+def test_contrastive_training_raises_heldout_margin(
+    fast_cfg: dict[str, Any], train_examples: list[TrainingExample], heldout_examples: list[TrainingExample],
+    loss_type: str,
+) -> None:
+    cfg = _cfg(fast_cfg, loss={"loss_type": loss_type, "lambda_": 1.0, "fault_weight": 1.0, "beta": 0.5},
+               optim={"max_steps": 12})
+    t = StudentTrainer(cfg, train_examples)
+    before = sum(t.pair_margins(heldout_examples)) / (2 * len(heldout_examples))
+    t.train()
+    after = sum(t.pair_margins(heldout_examples)) / (2 * len(heldout_examples))
+    assert after > before + 0.02, (loss_type, before, after)
+    if loss_type == "dpo":  # LoRA starts as a no-op, so policy == reference at step 1: loss = log 2
+        assert t.history[0].contrastive_loss == pytest.approx(math.log(2), abs=1e-4)
+
+
+def test_dpo_needs_lora(fast_cfg: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="dpo.*lora"):
+        _cfg(fast_cfg, loss={"loss_type": "dpo"}, lora={"enabled": False})
+
+
+def _put_set(store: LocalStore, key: str, examples: list[TrainingExample]) -> str:
+    return store.put_jsonl(key, examples).uri
+
+
+def test_checkpoint_loads_with_peft_with_same_logits_and_cycles_chain(
+    fast_cfg: dict[str, Any], store: LocalStore, train_examples: list[TrainingExample],
+) -> None:
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    cfg = _cfg(fast_cfg, optim={"max_steps": 4})
+    uri = _put_set(store, "sets/train.jsonl", train_examples)
+    records: list[Any] = []
+    manifest = run_training(store, make_spec(store, cfg, "r1", 0, uri), records.append)
+    assert [r.state for r in records][:1] == ["loading"] and records[-1].state == "done"
+    assert [r.step for r in records if r.state == "training"] == [1, 2, 3, 4]
+    prefix = stage_prefix("r1", 0, "train")
+    keys = store.list(prefix)
+    for name in ("adapter/adapter_model.safetensors", "adapter/adapter_config.json", "adapter/tokenizer.json",
+                 "training_config.json", "metrics.json", "_manifest.json"):
+        assert f"{prefix}/{name}" in keys
+    assert not any("/_state/" in k for k in keys)
+    assert manifest.metrics["steps"] == 4
+
+    # Loads back with peft as it is, and gives the logits the trainer's model gives.
+    adapter_dir = store.local_path(f"{prefix}/adapter")
+    base = AutoModelForCausalLM.from_pretrained(fast_cfg["base_model"])
+    loaded = PeftModel.from_pretrained(base, str(adapter_dir)).eval()
+    tok = AutoTokenizer.from_pretrained(str(adapter_dir))
+    ids = tok("def alpha(a, b):\n    return a + b\n", return_tensors="pt")["input_ids"]
+    cont = StudentTrainer(cfg, train_examples, init_dir=adapter_dir)  # what cycle 1 starts from
+    cont.model.eval()
+    with torch.no_grad():
+        expected = cont.model(input_ids=ids).logits
+        got = loaded(input_ids=ids).logits
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    with torch.no_grad(), loaded.disable_adapter():
+        assert not torch.allclose(loaded(input_ids=ids).logits, got, atol=1e-4)  # the adapter does something
+
+    # Cycle 1 finds cycle 0's adapter through the layout and starts from it.
+    spec1 = make_spec(store, cfg, "r1", 1, uri)
+    assert spec1.init_key == f"{prefix}/adapter"
+    m1 = run_training(store, spec1, lambda r: None)
+    assert m1.extra["init_checkpoint"] == f"{prefix}/adapter"
+
+    # Asking again for a finished (run, cycle) returns the stored result without training.
+    again: list[Any] = []
+    m_again = run_training(store, make_spec(store, cfg, "r1", 0, uri), again.append)
+    assert len(again) == 1 and again[0].cached and again[0].state == "done"
+    assert again[0].checkpoint.uri == manifest.outputs["adapter"].uri
+    assert m_again.finished_at == manifest.finished_at
+
+
+def test_full_fine_tuning_saves_a_model(
+    fast_cfg: dict[str, Any], store: LocalStore, train_examples: list[TrainingExample]) -> None:
+    from transformers import AutoModelForCausalLM
+
+    cfg = _cfg(fast_cfg, lora={"enabled": False}, optim={"max_steps": 2, "lr": 1e-3, "grad_accum": 2})
+    uri = _put_set(store, "sets/train.jsonl", train_examples)
+    manifest = run_training(store, make_spec(store, cfg, "full", 0, uri), lambda r: None)
+    assert "model" in manifest.outputs
+    model_dir = store.local_path(manifest.outputs["model"].key)
+    assert (Path(model_dir) / "model.safetensors").is_file()
+    AutoModelForCausalLM.from_pretrained(str(model_dir))
+    assert manifest.metrics["trainable_params"] > 500_000  # every weight, not an adapter
