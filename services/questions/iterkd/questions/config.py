@@ -1,0 +1,201 @@
+"""The ``questions`` section of the configuration file."""
+
+from __future__ import annotations
+
+import string
+
+from pydantic import Field, field_validator, model_validator
+
+from iterkd.shared.config import FileConfig, Section, ServerConfig
+from iterkd.shared.prompts import DEFAULT_SOLVE_TEMPLATE, check_template
+
+LEVELS = ("mastered", "learning", "struggling")
+
+_REPLY_FORMAT = """
+Answer in exactly this format and nothing else:
+
+### Description
+<the new question, as a short self-contained problem statement>
+
+### Signature
+```python
+<any imports the signature needs>
+def <function_name>(<parameters>) -> <return type>:
+```
+
+### Tests
+```python
+assert <function_name>(...) == ...
+<at least 3 asserts, one per line, covering edge cases>
+```
+
+### Solution
+```python
+<a complete, correct reference solution>
+```
+"""
+
+DEFAULT_TEMPLATES: dict[str, str] = {
+    "mastered": (
+        "You are writing programming exercises for a student model that has mastered this question:\n\n"
+        "{prompt}\n\nWrite ONE new, harder variant of it. Make it harder in one way: add a constraint, "
+        "require extra reasoning steps, add a rarer requirement, or impose a complexity bound. It must "
+        "be a different function from `{entry_point}`, self-contained and testable with asserts.\n"
+        + _REPLY_FORMAT
+    ),
+    "learning": (
+        "You are writing programming exercises for a student model that is learning the skill this "
+        "question exercises:\n\n{prompt}\n\nWrite ONE new question that practises the same skill in a "
+        "different setting, of similar difficulty. It must not be a rewording of the original.\n"
+        + _REPLY_FORMAT
+    ),
+    "struggling": (
+        "You are writing programming exercises for a student model that fails this question:\n\n"
+        "{prompt}\n\nWrite ONE simpler stepping-stone question: a smaller sub-problem or an easier "
+        "version that builds towards solving it.\n" + _REPLY_FORMAT
+    ),
+}
+
+TEMPLATE_FIELDS = frozenset({"prompt", "entry_point", "tests", "id", "level"})
+
+
+def check_generation_template(template: str, where: str) -> str:
+    try:
+        names = {n for _, n, _, _ in string.Formatter().parse(template) if n is not None}
+    except ValueError as exc:
+        raise ValueError(f"{where}: invalid template: {exc}") from None
+    unknown = sorted(n for n in names if n not in TEMPLATE_FIELDS)
+    if unknown:
+        raise ValueError(f"{where}: unknown field(s) {', '.join('{' + n + '}' for n in unknown)}; "
+                         f"use {', '.join('{' + n + '}' for n in sorted(TEMPLATE_FIELDS))}")
+    if "prompt" not in names:
+        raise ValueError(f"{where}: the template must contain {{prompt}}")
+    return template
+
+
+class LevelWeights(Section):
+    """Weights of the views in the quality score (each view is 0..1; absent views are skipped)."""
+
+    pass_rate: float = Field(default=0.0, ge=0)
+    static: float = Field(default=0.4, ge=0)
+    judge: float = Field(default=0.6, ge=0)
+
+
+class LevelsConfig(Section):
+    """``mastered``: pass rate >= mastered_min_pass and quality >= mastered_quality;
+    ``struggling``: pass rate <= struggling_max_pass; ``learning``: the rest.
+
+    Quality is the weighted mean of the views present in a feedback row; when no weighted view is
+    present, the feedback row's own ``quality``."""
+
+    mastered_min_pass: float = Field(default=1.0, ge=0, le=1)
+    mastered_quality: float = Field(default=0.6, ge=0, le=1)
+    struggling_max_pass: float = Field(default=0.0, ge=0, le=1)
+    weights: LevelWeights = Field(default_factory=LevelWeights)
+
+    @model_validator(mode="after")
+    def _order(self) -> LevelsConfig:
+        if self.struggling_max_pass >= self.mastered_min_pass:
+            raise ValueError("struggling_max_pass must be below mastered_min_pass")
+        return self
+
+
+class GenerationConfig(Section):
+    per_question: dict[str, int] = Field(default_factory=lambda: {"mastered": 2, "learning": 2, "struggling": 2})
+    templates: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_TEMPLATES))
+    max_new_tokens: int = Field(default=1024, ge=1)
+    temperature: float = Field(default=0.8, ge=0)
+    top_p: float = Field(default=0.95, gt=0, le=1)
+    seed: int = 0
+    use_chat_template: bool = True
+    batch_prompts: int = Field(default=32, ge=1)
+    # Validation answers: fresh teacher solutions of each new question.
+    samples_per_question: int = Field(default=2, ge=0)
+    solve_template: str = DEFAULT_SOLVE_TEMPLATE
+    solve_max_new_tokens: int = Field(default=768, ge=1)
+    solve_temperature: float = Field(default=0.2, ge=0)
+    use_reply_solution: bool = True  # the solution written with the question counts as a teacher answer
+    teacher_timeout_s: float = Field(default=600.0, gt=0)
+
+    @field_validator("per_question")
+    @classmethod
+    def _per_question(cls, value: dict[str, int]) -> dict[str, int]:
+        unknown = sorted(set(value) - set(LEVELS))
+        if unknown:
+            raise ValueError(f"unknown level(s) {', '.join(unknown)}; levels are {', '.join(LEVELS)}")
+        if any(v < 0 for v in value.values()):
+            raise ValueError("counts must be >= 0")
+        return {level: value.get(level, 0) for level in LEVELS}
+
+    @field_validator("templates")
+    @classmethod
+    def _templates(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - set(LEVELS))
+        if unknown:
+            raise ValueError(f"unknown level(s) {', '.join(unknown)}; levels are {', '.join(LEVELS)}")
+        merged = {**DEFAULT_TEMPLATES, **value}
+        for level, template in merged.items():
+            check_generation_template(template, f"templates.{level}")
+        return merged
+
+    @field_validator("solve_template")
+    @classmethod
+    def _solve(cls, value: str) -> str:
+        return check_template(value, "solve_template")
+
+
+class ValidationConfig(Section):
+    timeout_s: float = Field(default=5.0, gt=0)  # per program; tests must finish within it
+    trivial_answers: list[str] = Field(default_factory=lambda: ["pass", "return_none", "first_arg"])
+    min_tests: int = Field(default=1, ge=1)
+    max_batch: int = Field(default=256, ge=1)  # programs per ExecuteBatch call
+    rpc_timeout_s: float = Field(default=600.0, gt=0)
+
+    @field_validator("trivial_answers")
+    @classmethod
+    def _trivial(cls, value: list[str]) -> list[str]:
+        known = ("pass", "return_none", "first_arg")
+        unknown = [v for v in value if v not in known]
+        if unknown:
+            raise ValueError(f"unknown trivial answer(s) {', '.join(unknown)}; use {', '.join(known)}")
+        return value
+
+
+class DedupConfig(Section):
+    method: str = Field(default="minhash", pattern="^(minhash|jaccard)$")
+    threshold: float = Field(default=0.8, gt=0, le=1)
+    shingle: int = Field(default=5, ge=1)
+    num_perm: int = Field(default=128, ge=8)
+    seed: int = 0
+
+
+class DecontaminationConfig(Section):
+    ngram: int = Field(default=13, ge=2)        # prose words
+    code_ngram: int = Field(default=25, ge=2)   # code tokens (finer than words)
+    idiom_df: int = Field(default=2, ge=0)     # n-grams shared by this many eval problems are idioms; 0: off
+    humaneval: bool = True
+    mbpp_path: str | None = None               # mbpp.jsonl or sanitized-mbpp.json; else env ITERKD_MBPP
+    mbpp_split: str = "test"
+    extra_sets: list[str] = Field(default_factory=list)
+
+
+class PoolConfig(Section):
+    max_size: int = Field(default=0, ge=0)     # 0: no cap
+    keep_unmastered: bool = True
+    min_new_fraction: float = Field(default=0.5, ge=0, le=1)  # of max_size, reserved for new questions
+
+
+class QuestionsConfig(Section):
+    server: ServerConfig = Field(default_factory=lambda: ServerConfig(port=50054))
+    teacher_target: str = "127.0.0.1:50051"
+    feedback_target: str = "127.0.0.1:50053"
+    levels: LevelsConfig = Field(default_factory=LevelsConfig)
+    generation: GenerationConfig = Field(default_factory=GenerationConfig)
+    validation: ValidationConfig = Field(default_factory=ValidationConfig)
+    dedup: DedupConfig = Field(default_factory=DedupConfig)
+    decontamination: DecontaminationConfig = Field(default_factory=DecontaminationConfig)
+    pool: PoolConfig = Field(default_factory=PoolConfig)
+
+
+class QuestionsFileConfig(FileConfig):
+    questions: QuestionsConfig = Field(default_factory=QuestionsConfig)
