@@ -86,7 +86,7 @@ PRESETS: dict[str, TinyPreset] = {
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=4,
-        max_position_embeddings=512,
+        max_position_embeddings=2048,
         corpus_bytes=3_000_000,
     ),
     # ~6.5M parameters.
@@ -97,7 +97,7 @@ PRESETS: dict[str, TinyPreset] = {
         num_hidden_layers=6,
         num_attention_heads=8,
         num_key_value_heads=4,
-        max_position_embeddings=1024,
+        max_position_embeddings=2048,
         corpus_bytes=6_000_000,
     ),
 }
