@@ -28,7 +28,7 @@ from iterkd.shared.formats import Sample, read_problems
 from iterkd.shared.hf_generate import GenerationCancelled, HFGenerator
 from iterkd.shared.inference import SamplingParams
 from iterkd.shared.log import event, get_logger
-from iterkd.shared.prompts import check_template, render_solve_prompt
+from iterkd.shared.prompts import check_template, extract_code, render_solve_prompt
 from iterkd.shared.rpc import BadRequest, Conflict, Unavailable, require
 from iterkd.shared.stages import read_manifest, stage_prefix
 from iterkd.shared.store import ArtifactStore
@@ -293,7 +293,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         for pr, samples in zip(problems, outs):
             for i, o in enumerate(samples):
                 rows.append(Sample(problem_id=pr.id, sample_id=f"{pr.id}#{i}", model=student.generator.model_id,
-                                   completion=o.text))
+                                   completion=extract_code(o.text, pr.entry_point)))
         info = self.store.put_jsonl(samples_key, rows)
         return common_pb2.SolveResponse(
             samples=common_pb2.ArtifactRef(uri=info.uri, sha256=info.sha256), problems=len(problems),
