@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,8 +36,9 @@ def served(tmp_path: Path, fast_cfg: dict[str, Any]) -> Iterator[tuple[Any, Loca
 
 
 def test_train_streams_caches_and_serves_the_student(
-    served: tuple[Any, LocalStore], train_examples: list[TrainingExample]) -> None:
+    served: tuple[Any, LocalStore], train_examples: list[TrainingExample], tiny_model_dir: Path) -> None:
     stub, store = served
+    context = json.loads((tiny_model_dir / "config.json").read_text())["max_position_embeddings"]
     uri = store.put_jsonl("sets/train.jsonl", train_examples).uri
     req = trainer_pb2.TrainRequest(run=common_pb2.RunCycle(run_id="svc", cycle=0), train_set_uri=uri)
     records = list(stub.Train(req))
@@ -53,7 +55,7 @@ def test_train_streams_caches_and_serves_the_student(
     assert len(again) == 1 and again[0].cached and again[0].checkpoint.uri == done.checkpoint.uri
 
     info = stub.Info(common_pb2.InfoRequest())
-    assert info.backend == "student" and info.adapter == done.checkpoint.uri and info.context_length == 512
+    assert info.backend == "student" and info.adapter == done.checkpoint.uri and info.context_length == context
     reply = stub.Generate(common_pb2.GenerateRequest(
         prompts=[common_pb2.Prompt(id="q1", text="def add(a, b):")],
         params=common_pb2.GenerationParams(n=2, max_new_tokens=8, temperature=0.8, seed=3)))
