@@ -153,7 +153,7 @@ def merge_overrides(section: C, overrides_json: str, source: str = "config_json"
         raise ConfigError(f"{source}: invalid JSON: {exc.msg}") from None
     if not isinstance(patch, dict):
         raise ConfigError(f"{source}: expected a JSON object")
-    merged = _deep_merge(section.model_dump(), patch)
+    merged = _deep_merge(section.model_dump(by_alias=True), patch)
     return parse_config(merged, type(section), source)
 
 

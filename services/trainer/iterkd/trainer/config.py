@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from iterkd.shared.config import FileConfig, Section, ServerConfig
 from iterkd.shared.prompts import PromptConfig
@@ -27,7 +27,7 @@ class LoraConfig(Section):
 
 
 class LossConfig(Section):
-    """Total loss = SFT + ``lambda_`` x contrastive.
+    """Total loss = SFT + ``lambda`` x contrastive.
 
     ``infonce``: -log softmax of the chosen score among {chosen} + rejected, at ``temperature``;
     ``dpo``: -log sigmoid(beta x ((c - c_ref) - (r - r_ref))), reference = adapter disabled;
@@ -39,7 +39,9 @@ class LossConfig(Section):
     """
 
     loss_type: Literal["infonce", "dpo", "margin", "unlikelihood"] = "infonce"
-    lambda_: float = Field(default=0.5, ge=0)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    lambda_: float = Field(default=0.5, ge=0, alias="lambda", description="written `lambda` in YAML")
     temperature: float = Field(default=1.0, gt=0)
     beta: float = Field(default=0.1, gt=0)
     margin: float = Field(default=1.0, ge=0)
