@@ -7,7 +7,6 @@ import threading
 import time
 
 import pytest
-from tgi_fake import FakeTgi, text
 
 from iterkd.feedback.judge import (
     DEFAULT_RUBRIC,
@@ -20,6 +19,7 @@ from iterkd.feedback.judge import (
 )
 from iterkd.shared.inference import SamplingParams
 from iterkd.shared.rpc import Unavailable
+from tests.feedback.tgi_fake import FakeTgi, text
 
 BREAKDOWN = """- Basic functionality: 2/2
 - Boundary checks: 0/1

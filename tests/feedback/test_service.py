@@ -16,7 +16,6 @@ from typing import Any
 import grpc
 import psutil
 import pytest
-from tgi_fake import FakeTgi, text
 
 from iterkd.feedback.config import FeedbackConfig, FeedbackFileConfig
 from iterkd.feedback.server import build_servicer
@@ -26,6 +25,7 @@ from iterkd.shared.rpc import Server, Service, connect, service_name
 from iterkd.shared.stages import MANIFEST
 from iterkd.shared.store import LocalStore
 from iterkd.v1 import feedback_pb2, feedback_pb2_grpc
+from tests.feedback.tgi_fake import FakeTgi, text
 
 VENV_BIN = Path(sys.executable).parent
 BROKEN = "    return None\n"
