@@ -85,7 +85,8 @@ class Row:
 Cancelled = Callable[[], bool] | threading.Event | None
 
 
-def _is_cancelled(cancelled: Cancelled) -> bool:
+def is_cancelled(cancelled: Cancelled) -> bool:
+    """Whether a cancellation flag (a callable, an Event or None) is raised."""
     if cancelled is None:
         return False
     if isinstance(cancelled, threading.Event):
@@ -171,7 +172,6 @@ class HFGenerator:
         self.micro_batch_size = micro_batch_size
         self.stop_check_interval = max(1, stop_check_interval)
         self.adapter: str | None = None
-        self._base_model = model
         self._lock = threading.Lock()
         self.context_length = _context_length(model, tokenizer)
         eos: set[int] = set()
@@ -207,14 +207,21 @@ class HFGenerator:
         if not (path / "adapter_config.json").is_file():
             raise FileNotFoundError(f"{path}: not a PEFT adapter directory (no adapter_config.json)")
         with self._lock:
-            model = PeftModel.from_pretrained(self._base_model, str(path))
+            self._drop_adapter()
+            model = PeftModel.from_pretrained(self.model, str(path))
             self.model = model.to(self.device).eval()
             self.adapter = str(path)
 
     def unload_adapter(self) -> None:
+        """Back to the base model's weights."""
         with self._lock:
-            self.model = self._base_model
-            self.adapter = None
+            self._drop_adapter()
+
+    def _drop_adapter(self) -> None:
+        # PEFT injects its layers into the base model in place; unload() takes them out again.
+        if self.adapter is not None and hasattr(self.model, "unload"):
+            self.model = self.model.unload().eval()
+        self.adapter = None
 
     # -- prompts ----------------------------------------------------------------------------
     def render(self, prompt: str, use_chat_template: bool) -> str:
@@ -279,7 +286,7 @@ class HFGenerator:
         micro-batch at a time; yield ``(row.key, output)`` per row as its micro-batch ends."""
         order = sorted(range(len(rows)), key=lambda k: -len(rows[k].input_ids))
         for start in range(0, len(order), self.micro_batch_size):
-            if _is_cancelled(cancelled):
+            if is_cancelled(cancelled):
                 raise GenerationCancelled("generation cancelled")
             batch = [rows[k] for k in order[start:start + self.micro_batch_size]]
             with self._lock:
@@ -318,7 +325,7 @@ class HFGenerator:
         step_ids, step_mask, step_pos = input_ids, mask, positions
         with torch.inference_mode():
             for step in range(limit):
-                if _is_cancelled(cancelled):
+                if is_cancelled(cancelled):
                     raise GenerationCancelled("generation cancelled")
                 out = self.model(input_ids=step_ids, attention_mask=step_mask, position_ids=step_pos,
                                  **{self._cache_arg: past}, use_cache=True)
