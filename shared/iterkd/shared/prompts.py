@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import string
+from collections.abc import Iterable
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
@@ -24,21 +25,24 @@ DEFAULT_SOLVE_TEMPLATE = (
 # For completion (non-chat) models on HumanEval-style prompts: the prompt itself, to be continued.
 COMPLETION_TEMPLATE = "{prompt}"
 
-_FIELDS = {"prompt", "entry_point", "id"}
+SOLVE_FIELDS = ("prompt", "entry_point", "id")
 
 
-def check_template(template: str, where: str = "template") -> str:
-    """Reject templates with unknown fields or broken braces, naming the problem."""
+def check_template(template: str, where: str = "template", fields: Iterable[str] = SOLVE_FIELDS,
+                   required: str = "prompt") -> str:
+    """Reject a ``str.format`` template with unknown fields, broken braces or without its
+    ``required`` field, naming the problem; every configurable template goes through this."""
+    allowed = sorted(fields)
     try:
         names = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
     except ValueError as exc:
         raise ValueError(f"{where}: invalid template: {exc}") from None
-    unknown = sorted(n for n in names if n not in _FIELDS)
+    unknown = sorted(n for n in names if n not in allowed)
     if unknown:
         raise ValueError(f"{where}: unknown field(s) {', '.join('{' + n + '}' for n in unknown)}; "
-                         f"use {', '.join('{' + n + '}' for n in sorted(_FIELDS))}")
-    if "prompt" not in names:
-        raise ValueError(f"{where}: the template must contain {{prompt}}")
+                         f"use {', '.join('{' + n + '}' for n in allowed)}")
+    if required not in names:
+        raise ValueError(f"{where}: the template must contain {{{required}}}")
     return template
 
 

@@ -24,7 +24,6 @@ import dataclasses
 import json
 import logging
 import re
-import string
 import threading
 import time
 from collections.abc import Sequence
@@ -34,6 +33,7 @@ from typing import Any
 
 from iterkd.shared.formats import JudgeResult
 from iterkd.shared.inference import Generation, SamplingParams, TextGenerator
+from iterkd.shared.prompts import check_template
 from iterkd.shared.rpc import Unavailable
 
 log = logging.getLogger("iterkd.feedback.judge")
@@ -72,17 +72,7 @@ TEMPLATE_FIELDS = ("problem", "answer", "rubric", "max_score")
 
 def check_judge_template(template: str, where: str = "template") -> str:
     """Reject templates with unknown fields or broken braces; ``{answer}`` is required."""
-    try:
-        names = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
-    except ValueError as exc:
-        raise ValueError(f"{where}: invalid template: {exc}") from None
-    unknown = sorted(n for n in names if n not in TEMPLATE_FIELDS)
-    if unknown:
-        raise ValueError(f"{where}: unknown field(s) {', '.join('{' + n + '}' for n in unknown)}; "
-                         f"use {', '.join('{' + n + '}' for n in TEMPLATE_FIELDS)}")
-    if "answer" not in names:
-        raise ValueError(f"{where}: the template must contain {{answer}}")
-    return template
+    return check_template(template, where, TEMPLATE_FIELDS, required="answer")
 
 
 _NUM = r"(-?\d+(?:\.\d+)?)(?!\w)"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import string
-
 from pydantic import Field, field_validator, model_validator
 
 from iterkd.shared.config import FileConfig, Section, ServerConfig
@@ -60,17 +58,7 @@ TEMPLATE_FIELDS = frozenset({"prompt", "entry_point", "tests", "id", "level"})
 
 
 def check_generation_template(template: str, where: str) -> str:
-    try:
-        names = {n for _, n, _, _ in string.Formatter().parse(template) if n is not None}
-    except ValueError as exc:
-        raise ValueError(f"{where}: invalid template: {exc}") from None
-    unknown = sorted(n for n in names if n not in TEMPLATE_FIELDS)
-    if unknown:
-        raise ValueError(f"{where}: unknown field(s) {', '.join('{' + n + '}' for n in unknown)}; "
-                         f"use {', '.join('{' + n + '}' for n in sorted(TEMPLATE_FIELDS))}")
-    if "prompt" not in names:
-        raise ValueError(f"{where}: the template must contain {{prompt}}")
-    return template
+    return check_template(template, where, TEMPLATE_FIELDS, required="prompt")
 
 
 class LevelWeights(Section):
