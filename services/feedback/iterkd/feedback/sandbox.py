@@ -1,22 +1,25 @@
-"""Execution sandbox for untrusted Python answers: a pool of warm workers that fork per answer.
+"""Execution sandbox for untrusted Python answers: a pool of warm workers that clone per answer.
 
 How it works
 ------------
 :class:`SandboxPool` starts ``workers`` processes (``_worker.py`` run with ``python -I`` and a
 scrubbed environment). Each worker does the costly setup once: imports, a new network namespace
 (and a mount namespace when root, or a user namespace when not), and becomes a child subreaper.
-Per answer it forks; the answer runs in a fresh PID namespace when the OS allows (root, or inside
-the worker's user namespace), in a new session/process group, in a fresh temporary directory that
-is removed afterwards, with stdin on /dev/null, a minimal environment (PATH, LANG, HOME=TMPDIR=the
-temporary directory, PYTHONHASHSEED=0, OMP_NUM_THREADS=1), RLIMIT_CPU/AS/FSIZE/NPROC/CORE, no new
-privileges, and stdout/stderr captured in memory files truncated to ``output_bytes``. As root, the
-answer also runs as an unprivileged uid of its own (2_000_000_000 + the worker's pid; RLIMIT_NPROC
-then counts only that answer's processes).
+Per answer it compiles the program, then clones; the answer runs in a new session/process group,
+in a fresh temporary directory that is removed afterwards, with stdin on /dev/null, a minimal
+environment (PATH, LANG, HOME=TMPDIR=the temporary directory, PYTHONHASHSEED=0,
+OMP_NUM_THREADS=1), RLIMIT_CPU/AS/FSIZE/NPROC/CORE, no new privileges, and stdout/stderr captured
+in memory files truncated to ``output_bytes``. As root, the answer runs as an unprivileged uid of
+its own (2_000_000_000 + the worker's pid; RLIMIT_NPROC then counts only that answer's
+processes), as one process: whatever it leaves behind is reparented to the worker and killed by
+uid before the next answer starts. Without root, it runs in a fresh PID namespace (inside the
+worker's user namespace) when the OS allows.
 
 The pool talks to each worker over a socketpair with length-prefixed JSON messages (see
-``_worker.py``); one answer per worker at a time, idle workers handed out through a queue, so
-``run``/``run_many`` are thread-safe. A worker that dies or stops answering is killed, whatever
-it ran is killed, it is replaced, and the answer is reported as failed.
+``_worker.py``). ``run`` takes an idle worker from a queue; ``run_many`` takes the idle workers
+and keeps ``PIPELINE`` programs queued at each, from the calling thread; both are thread-safe. A
+worker that dies or stops answering is killed, whatever it ran is killed, it is replaced, and the
+answer is reported as failed (the other programs queued at it run elsewhere).
 
 Verdict
 -------
@@ -30,14 +33,20 @@ Threat model (honest)
 ---------------------
 Defended: accidental or naive misbehaviour of generated code - infinite loops, sleeps, fork and
 memory bombs, huge output, exiting early to fake success, printing success, detached
-(setsid/double-fork) children (the PID namespace dies with its init; without one the worker
-kills the process group, its /proc descendants and the run uid's processes), killing the parent
-(outside the PID namespace it is invisible; as a separate uid it gets EPERM), reading the
+(setsid/double-fork) children (as root: reparented to the worker, a child subreaper, and killed
+with every process of the run uid - which only that answer's processes have - before the next
+answer; without root: the PID namespace dies with its init, and without one the worker kills the
+process group, its /proc descendants and the uid's processes), killing the parent (as a separate
+uid it gets EPERM; without root, the PID namespace's init ignores it), reading the
 parent's environment (workers get a scrubbed environment; the answer gets a fresh one; as a
 separate uid or without capabilities it cannot read other processes' /proc/PID/environ; when not
 root the pool marks its own process non-dumpable), network access (own network namespace with
 only a down loopback), writing outside its directory as root (the run uid owns only its
 temporary directory; everything root-owned is read-only to it).
+
+The program is compiled in the worker, outside the limits (up to 64 KiB of source; larger ones
+are compiled in the child): compiling runs none of its code, and a compiler crash only costs a
+worker (replaced; the answer fails), but compile time does not count against the timeout.
 
 Not defended: the answer runs in the same process as the code that reports the verdict, so a
 determined attacker can find the report pipe (/proc/self/fd) and the token (in memory, e.g.
@@ -46,18 +55,21 @@ exit codes or printing, not deliberate in-process forgery. Without root, the ans
 caller's uid: files that uid can write (the working tree included) can be modified, and
 RLIMIT_NPROC counts the uid's other processes. Even as root, world-writable places (/tmp,
 /dev/shm) are writable, there is no disk quota beyond RLIMIT_FSIZE per file, /proc still lists
-the host's processes, and kernel exploits are out of scope. There is no seccomp filter; use a
-container or gVisor-class isolation for hostile code.
+the host's processes (as root the answer shares the host's PID namespace and its parent is the
+worker), and kernel exploits are out of scope. There is no seccomp filter; use a container or
+gVisor-class isolation for hostile code.
 """
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import ctypes
 import json
 import logging
 import os
 import queue
+import select
 import shutil
 import signal
 import socket
@@ -78,6 +90,7 @@ PRELOAD = (  # what HumanEval and MBPP import; each module makes every fork a li
     "typing", "math", "re", "collections", "heapq", "itertools", "functools", "random", "copy", "string",
     "hashlib", "bisect", "operator", "cmath", "array", "datetime",
 )
+PIPELINE = 2  # programs queued at a worker by run_many: the one running and the next
 _warned: set[str] = set()
 _warn_lock = threading.Lock()
 
@@ -144,6 +157,8 @@ class _Worker:
         self.sock = ours
         self.sock.settimeout(60)
         self.running_pid: int | None = None
+        self.queued: collections.deque[float] = collections.deque()  # timeouts of the programs sent
+        self.front_since = 0.0  # when the oldest queued program became the oldest
         try:
             msg = _worker.recv_msg(self.sock)
         except (EOFError, OSError, ValueError) as exc:
@@ -157,21 +172,41 @@ class _Worker:
     def pid(self) -> int:
         return self.proc.pid
 
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
     def run(self, program: str, timeout: float) -> ExecResult:
-        self.sock.settimeout(timeout + 30)
+        self.send(program, timeout)
+        return self.receive()
+
+    def send(self, program: str, timeout: float) -> None:
+        """Queue a program; the worker runs its queue in order (results come back in that order)."""
+        if not self.queued:
+            self.front_since = time.monotonic()
+        self.queued.append(timeout)
         try:
-            _worker.send_msg(self.sock, {"program": program, "timeout": timeout})
+            self.sock.sendall(_frame({"program": program, "timeout": timeout}))
+        except OSError as exc:
+            raise WorkerDied(str(exc)) from exc
+
+    def receive(self) -> ExecResult:
+        """The result of the oldest queued program (blocks; WorkerDied past its timeout + 30 s)."""
+        self.sock.settimeout(max(1.0, self.front_since + self.queued[0] + 30 - time.monotonic()))
+        try:
             msg = _worker.recv_msg(self.sock)
             if msg.get("event") == "start":
                 self.running_pid = int(msg["pid"])
                 msg = _worker.recv_msg(self.sock)
             if msg.get("event") != "done":
                 raise WorkerDied(f"unexpected message {msg.get('event')!r}")
-        except (EOFError, OSError, ValueError, KeyError) as exc:
+            result = ExecResult(bool(msg["passed"]), str(msg["result"]), float(msg["duration_s"]),
+                                str(msg["stdout"]), str(msg["stderr"]))
+        except (EOFError, OSError, ValueError, KeyError, TypeError) as exc:
             raise WorkerDied(str(exc)) from exc
         self.running_pid = None
-        return ExecResult(bool(msg["passed"]), str(msg["result"]), float(msg["duration_s"]),
-                          str(msg["stdout"]), str(msg["stderr"]))
+        self.queued.popleft()
+        self.front_since = time.monotonic()
+        return result
 
     def kill(self) -> None:
         """Kill the worker and whatever answer it was running; remove its directory."""
@@ -218,6 +253,11 @@ class _Worker:
         self.kill()
 
 
+def _frame(obj: dict) -> bytes:
+    data = json.dumps(obj).encode()
+    return _worker._HEADER.pack(len(data)) + data
+
+
 def _alive(pid: int) -> bool:
     """True while ``pid`` exists and is not a zombie."""
     try:
@@ -241,7 +281,6 @@ class SandboxPool:
         self._all: set[_Worker] = set()
         self._lock = threading.Lock()
         self._closed = False
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         with concurrent.futures.ThreadPoolExecutor(self.size) as ex:
             started = list(ex.map(lambda _: self._spawn(), range(self.size)))
         for w in started:
@@ -290,13 +329,86 @@ class SandboxPool:
             self._idle.put(w)
 
     def run_many(self, programs: Sequence[str], timeout: float | None = None) -> list[ExecResult]:
-        """Run programs in parallel over the workers; results in input order."""
+        """Run programs in parallel over the workers; results in input order.
+
+        The calling thread takes every idle worker (at least one; each goes back as soon as it
+        has nothing left to do) and keeps up to ``PIPELINE`` programs queued at each, so a
+        worker starts its next program the moment it has reported one.
+        """
+        if self._closed:
+            raise RuntimeError("SandboxPool is closed")
+        t = float(timeout if timeout is not None else self.limits.timeout_s)
+        results: list[ExecResult | None] = [None] * len(programs)
+        if not programs:
+            return []
+        todo = collections.deque(range(len(programs)))
+        mine: dict[_Worker, collections.deque[int]] = {}
+        try:
+            while todo or any(mine.values()):
+                if todo and len(mine) < min(self.size, len(programs)):
+                    self._take_workers(mine, block=not mine, want=len(todo))
+                for w, queue_ in mine.items():  # top up every queue
+                    while todo and len(queue_) < PIPELINE:
+                        i = todo.popleft()
+                        queue_.append(i)
+                        try:
+                            w.send(programs[i], t)
+                        except WorkerDied:
+                            break  # noticed on receive
+                busy = [w for w, queue_ in mine.items() if queue_]
+                for w in [w for w, queue_ in mine.items() if not queue_ and not todo]:
+                    del mine[w]
+                    self._idle.put(w)
+                if not busy:
+                    continue
+                ready, _, _ = select.select(busy, [], [], max(
+                    0.0, min(w.front_since + w.queued[0] + 30 for w in busy) - time.monotonic()))
+                for w in ready or busy:  # nothing ready: the receive times out and reports it
+                    queue_ = mine.pop(w)
+                    i = queue_[0]
+                    try:
+                        results[i] = w.receive()
+                        queue_.popleft()
+                        mine[w] = queue_
+                    except WorkerDied as exc:
+                        queue_.popleft()
+                        results[i] = self._replace(w, exc, time.monotonic() - w.front_since)
+                        todo.extendleft(reversed(queue_))  # the rest runs elsewhere
+                        if self._closed:
+                            raise RuntimeError("SandboxPool is closed") from exc
+                    if not ready:
+                        break
+        finally:
+            for w in mine:
+                if w.queued:  # interrupted mid-batch: its results would arrive out of turn
+                    self._replace(w, WorkerDied("abandoned"), 0.0)
+                else:
+                    self._idle.put(w)
+        done = [r for r in results if r is not None]
+        assert len(done) == len(programs)
+        return done
+
+    def _take_workers(self, mine: dict[_Worker, collections.deque[int]], block: bool, want: int) -> None:
+        while len(mine) < want:
+            try:
+                w = self._idle.get(block=block)
+            except queue.Empty:
+                return
+            block = False
+            if self._closed:
+                self._idle.put(w)
+                raise RuntimeError("SandboxPool is closed")
+            mine[w] = collections.deque()
+
+    def _replace(self, w: _Worker, exc: Exception, elapsed: float) -> ExecResult:
+        """Kill a failed worker, start another in its place (idle), report the answer as failed."""
         with self._lock:
-            if self._executor is None:
-                self._executor = concurrent.futures.ThreadPoolExecutor(
-                    self.size, thread_name_prefix="sandbox")
-            ex = self._executor
-        return list(ex.map(lambda p: self.run(p, timeout), programs))
+            self._all.discard(w)
+        w.kill()
+        if not self._closed:
+            log.warning("sandbox worker %d died (%s); restarting it", w.pid, exc)
+            self._idle.put(self._spawn())
+        return ExecResult(False, "failed: sandbox worker died", elapsed, "", "")
 
     def close(self) -> None:
         """Stop every worker (killing what they run) and remove their directories."""
@@ -306,11 +418,8 @@ class SandboxPool:
             self._closed = True
             workers = list(self._all)
             self._all.clear()
-            ex = self._executor
         for w in workers:
             w.close()
-        if ex is not None:
-            ex.shutdown(wait=False, cancel_futures=True)
 
     def __enter__(self) -> SandboxPool:
         return self
