@@ -247,6 +247,9 @@ def test_assign_levels_and_bad_requests(questions, tmp_path):
         (questions_pb2.EvolveRequest(pool_uri=pool_uri, feedback_uri=fb_uri), "run_id"),
         (questions_pb2.EvolveRequest(pool_uri=pool_uri, feedback_uri=fb_uri, run=common_pb2.RunCycle(run_id="r1"),
                                      config_json='{"dedup": {"threshold": 3}}'), "threshold"),
+        (questions_pb2.EvolveRequest(pool_uri=pool_uri, feedback_uri=fb_uri, run=common_pb2.RunCycle(run_id="r1"),
+                                     config_json='{"teacher_target": "10.0.0.1:1"}'),
+         "teacher_target cannot be overridden per request"),
     ]
     for req, message in cases:
         with pytest.raises(grpc.RpcError) as err:

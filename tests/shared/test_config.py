@@ -75,3 +75,6 @@ def test_overrides_merge_and_validate() -> None:
         merge_overrides(section, '{"batch": -1}')
     with pytest.raises(ConfigError, match="invalid JSON"):
         merge_overrides(section, "{batch")
+    assert merge_overrides(section, '{"batch": 2}', allowed=("batch",)).batch == 2
+    with pytest.raises(ConfigError, match="config_json: server cannot be overridden per request; allowed: batch"):
+        merge_overrides(section, '{"server": {"port": 1}}', allowed=("batch",))

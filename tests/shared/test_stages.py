@@ -55,3 +55,13 @@ def test_failed_stage_writes_no_manifest(tmp_path: Path) -> None:
         w.put_bytes("partial.bin", b"x")
         raise RuntimeError("crash")
     assert not stage_done(store, prefix) and read_manifest(store, prefix) is None
+
+
+def test_non_finite_metrics_are_left_out_and_named(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    prefix = stage_prefix("r1", 0, "train")
+    with StageWriter(store, prefix, "train") as w:
+        w.metrics.update(loss=0.5, margin=float("nan"), ratio=float("inf"))
+    manifest = read_manifest(store, prefix)
+    assert manifest is not None and manifest.metrics == {"loss": 0.5}
+    assert manifest.extra["non_finite_metrics"] == ["margin", "ratio"]

@@ -89,6 +89,8 @@ def test_train_streams_caches_and_serves_the_student(
       "config_json": '{"loss": {"loss_type": "nope"}}'}, "loss.loss_type"),
     ({"run": {"run_id": "ok", "cycle": 0}, "train_set_uri": "sets/train.jsonl", "config_json": "[1]"},
      "expected a JSON object"),
+    ({"run": {"run_id": "ok", "cycle": 0}, "train_set_uri": "sets/train.jsonl",
+      "config_json": '{"base_model": "/etc"}'}, "base_model cannot be overridden per request"),
 ])
 def test_bad_train_requests_are_invalid_argument(
     served: tuple[Any, LocalStore], train_examples: list[TrainingExample], fields: dict[str, Any],

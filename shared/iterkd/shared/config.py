@@ -9,6 +9,7 @@ typo never goes unnoticed. Errors name the file and the field: ``run.yaml: store
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -141,8 +142,12 @@ def load_config(path: str | os.PathLike[str] | None, model: type[C]) -> C:
     return cfg
 
 
-def merge_overrides(section: C, overrides_json: str, source: str = "config_json") -> C:
-    """A copy of ``section`` with a JSON object of overrides applied (RPCs carry these)."""
+def merge_overrides(section: C, overrides_json: str, source: str = "config_json",
+                    allowed: Iterable[str] | None = None) -> C:
+    """A copy of ``section`` with a JSON object of overrides applied (RPCs carry these).
+
+    ``allowed`` names the top-level fields a caller may override; an RPC must not be able to point
+    a service at other hosts or files, so services pass the tuning fields only."""
     import json
 
     if not overrides_json:
@@ -153,6 +158,11 @@ def merge_overrides(section: C, overrides_json: str, source: str = "config_json"
         raise ConfigError(f"{source}: invalid JSON: {exc.msg}") from None
     if not isinstance(patch, dict):
         raise ConfigError(f"{source}: expected a JSON object")
+    if allowed is not None:
+        refused = sorted(k for k in patch if k not in set(allowed))
+        if refused:
+            raise ConfigError(f"{source}: {', '.join(refused)} cannot be overridden per request; "
+                              f"allowed: {', '.join(sorted(allowed))}")
     merged = _deep_merge(section.model_dump(by_alias=True), patch)
     return parse_config(merged, type(section), source)
 

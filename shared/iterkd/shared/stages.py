@@ -8,6 +8,7 @@ without redoing or duplicating work.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from datetime import UTC, datetime
@@ -119,9 +120,14 @@ class StageWriter:
         return self.record(name, self.key(name), digest, sum(i.size for i in infos))
 
     def commit(self) -> StageManifest:
+        # JSON has no NaN or infinity: such a metric (e.g. a margin with no pairs) is left out and
+        # named in extra, so the manifest always reads back.
+        finite = {k: float(v) for k, v in self.metrics.items() if math.isfinite(v)}
+        if len(finite) != len(self.metrics):
+            self.extra["non_finite_metrics"] = sorted(k for k in self.metrics if k not in finite)
         manifest = StageManifest(
             stage=self.stage, run_id=self.run_id, cycle=self.cycle, outputs=self.outputs,
-            metrics=self.metrics, started_at=self._started, finished_at=_now(),
+            metrics=finite, started_at=self._started, finished_at=_now(),
             duration_s=round(time.monotonic() - self._t0, 6), extra=self.extra,
         )
         self.store.put_bytes(self.key(MANIFEST), manifest.model_dump_json(indent=2).encode("utf-8"))

@@ -43,12 +43,14 @@ from iterkd.shared.config import merge_overrides
 from iterkd.shared.formats import Feedback, Problem
 from iterkd.shared.inference import GrpcGenerator, TextGenerator
 from iterkd.shared.log import event, get_logger
-from iterkd.shared.rpc import Unavailable, require
+from iterkd.shared.rpc import Conflict, Unavailable, require
 from iterkd.shared.stages import StageWriter, read_manifest, stage_prefix
 from iterkd.shared.store import ArtifactStore
 from iterkd.v1 import common_pb2, questions_pb2, questions_pb2_grpc
 
 log = get_logger("iterkd.questions")
+# What a request may tune; targets and evaluation-set paths stay the operator's.
+OVERRIDABLE = ("levels", "generation", "validation", "dedup", "pool")
 STATS_FIELDS = ("problems", "asked", "parsed", "valid", "duplicate", "contaminated", "kept")
 
 
@@ -110,7 +112,7 @@ class QuestionServicer(questions_pb2_grpc.QuestionServiceServicer):
         t0 = time.monotonic()
         require(bool(request.pool_uri), "pool_uri must be set")
         require(bool(request.feedback_uri), "feedback_uri must be set")
-        cfg = merge_overrides(self.cfg, request.config_json, "config_json")
+        cfg = merge_overrides(self.cfg, request.config_json, "config_json", OVERRIDABLE)
         if request.next_pool_uri:
             pool_key = self.store.resolve(request.next_pool_uri)
         else:
@@ -120,6 +122,8 @@ class QuestionServicer(questions_pb2_grpc.QuestionServiceServicer):
         require(pool_name not in ("levels.jsonl", "rejected.jsonl", "_manifest.json"),
                 f"next_pool_uri: {pool_name!r} is a name this stage uses for another output")
         done = read_manifest(self.store, prefix)
+        if done is not None and done.stage != "evolve":
+            raise Conflict(f"next_pool_uri: {prefix} holds the finished {done.stage!r} stage")
         if done is not None and pool_name in done.outputs:
             event(log, "evolve already done", prefix=prefix)
             return self._response(done.outputs, done.extra.get("stats", []), done.duration_s)

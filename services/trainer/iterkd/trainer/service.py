@@ -45,6 +45,8 @@ from iterkd.trainer.job import (
 from iterkd.v1 import common_pb2, trainer_pb2, trainer_pb2_grpc
 
 log = get_logger("iterkd.trainer.service")
+# What a request may tune; the model, device and server stay the operator's.
+OVERRIDABLE = ("lora", "loss", "optim", "prompts")
 
 
 class _Job:
@@ -110,7 +112,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
     # -- training -------------------------------------------------------------------------------
     def Train(self, request: trainer_pb2.TrainRequest, context: grpc.ServicerContext
               ) -> Iterator[trainer_pb2.TrainProgress]:
-        cfg = merge_overrides(self.cfg, request.config_json, "config_json")
+        cfg = merge_overrides(self.cfg, request.config_json, "config_json", OVERRIDABLE)
         require(request.HasField("run"), "run is required: run.run_id and run.cycle")
         spec = make_spec(self.store, cfg, request.run.run_id, request.run.cycle, request.train_set_uri,
                          request.output_uri, request.base_model, request.init_adapter_uri)

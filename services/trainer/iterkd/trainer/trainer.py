@@ -376,9 +376,9 @@ class StudentTrainer:
         with torch.no_grad():
             for name, value in tensors.items():
                 named[name].copy_(value.to(named[name].device, named[name].dtype))
-        self.optimizer.load_state_dict(torch.load(d / "optimizer.pt", map_location=self.device, weights_only=False))
-        self.scheduler.load_state_dict(torch.load(d / "scheduler.pt", weights_only=False))
-        rng = torch.load(d / "rng.pt", weights_only=False)
+        self.optimizer.load_state_dict(torch.load(d / "optimizer.pt", map_location=self.device, weights_only=True))
+        self.scheduler.load_state_dict(torch.load(d / "scheduler.pt", weights_only=True))
+        rng = torch.load(d / "rng.pt", weights_only=True)
         torch.set_rng_state(rng["torch"])
         random.setstate(rng["python"])
         if "cuda" in rng and torch.cuda.is_available():
