@@ -157,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
                       "dedup_s": round(t_dedup, 3), "total_s": round(total, 3), "exact_dedup_s": round(t_exact, 3),
                       "contaminated_recall": rate("cont", flagged), "false_alarm": rate("base", flagged),
                       "near_recall_minhash": rate("near", dup),
-                      "naive_s_extrapolated": round(t_naive, 1), "speedup_vs_naive_extrapolated": round(t_naive / t_dedup, 1)}))
+                      "naive_s_extrapolated": round(t_naive, 1),
+                      "speedup_vs_naive_extrapolated": round(t_naive / t_dedup, 1)}))
     return 0
 
 
