@@ -225,7 +225,7 @@ def run_cycles(targets: dict[str, str], store_root: Path, cycles: int, pool_size
                     checkpoint=progress.checkpoint.uri, note=progress.message or "-")
         if last is None or last.state != "done":
             raise SystemExit(f"training cycle {cycle} did not finish: {last.message if last else 'no progress'}")
-        row["train_loss"] = last.metrics.get("final_loss", last.loss)
+        row["train_loss"] = last.loss
 
         # student-solve + feedback -----------------------------------------------------------------
         student_key = f"{stage_prefix(RUN, cycle, 'student-solve')}/samples.jsonl"
