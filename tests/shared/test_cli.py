@@ -32,3 +32,12 @@ def test_bad_config_exits_2_and_names_the_field(tmp_path) -> None:
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2, proc.stderr
     assert "bad.yaml: store.backend" in proc.stderr
+
+
+def test_unusable_store_exits_2(tmp_path) -> None:
+    cfg = tmp_path / "s3.yaml"
+    cfg.write_text(f"store: {{backend: s3, credentials_dir: {tmp_path / 'absent'}}}\n")
+    proc = subprocess.run([sys.executable, "-m", "iterkd.shared.cli", "serve", "feedback", "--config", str(cfg)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert "store.credentials_dir: cannot read" in proc.stderr and "Traceback" not in proc.stderr

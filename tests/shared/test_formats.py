@@ -123,3 +123,19 @@ def test_write_is_atomic_on_failure(tmp_path: Path) -> None:
         write_jsonl(target, rows())
     assert [s.sample_id for s in read_jsonl(Sample, target)] == ["s"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"]
+
+
+def test_bad_mbpp_records_name_the_line(tmp_path: Path) -> None:
+    bad_id = lines(tmp_path, '{"task_id": "x", "text": "t", "code": "c", "test_list": ["assert 1"]}', name="m.jsonl")
+    with pytest.raises(DataError, match='m.jsonl:1: field "task_id": expected an integer'):
+        load_mbpp(bad_id)
+    bad_tests = lines(tmp_path, '{"task_id": 3, "text": "t", "code": "c", "test_list": "assert 1"}', name="n.jsonl")
+    with pytest.raises(DataError, match='n.jsonl:1: field "test_list"'):
+        load_mbpp(bad_tests)
+
+
+def test_non_utf8_artifact_is_a_data_error() -> None:
+    from iterkd.shared.formats import loads_jsonl
+
+    with pytest.raises(DataError, match="s3://b/x.jsonl: not UTF-8"):
+        loads_jsonl(Sample, b"\xff\xfe{}", "s3://b/x.jsonl")

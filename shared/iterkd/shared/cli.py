@@ -22,6 +22,7 @@ from typing import Any
 
 from iterkd.shared.config import ConfigError, ServerConfig
 from iterkd.shared.formats import DataError
+from iterkd.shared.store import StoreError
 
 COMMANDS_GROUP = "iterkd.commands"
 SERVICES_GROUP = "iterkd.services"
@@ -96,9 +97,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, DataError) as exc:
+    except (ConfigError, DataError, StoreError) as exc:
         print(f"iterkd {args.command}: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # e.g. a port already in use, an unreadable model folder
+        print(f"iterkd {args.command}: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

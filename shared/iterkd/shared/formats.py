@@ -173,7 +173,11 @@ def dumps_jsonl(rows: Iterable[BaseModel | dict[str, Any]]) -> bytes:
 
 def loads_jsonl(model: type[M], data: bytes, name: str) -> list[M]:
     rows = []
-    for number, line in enumerate(data.decode("utf-8").splitlines(), start=1):
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(name, None, f"not UTF-8 text: {exc.reason}") from None
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -284,9 +288,14 @@ def load_mbpp(path: str | os.PathLike[str], split: str = "all") -> list[Problem]
             missing.append("text")
         if missing:
             raise DataError(p, line, "missing " + ", ".join(f'"{k}"' for k in missing))
-        task_id = int(obj["task_id"])
+        try:
+            task_id = int(obj["task_id"])
+        except (TypeError, ValueError):
+            raise DataError(p, line, f'field "task_id": expected an integer, got {obj["task_id"]!r}') from None
         if split != "all" and task_id not in MBPP_SPLITS[split]:
             continue
+        if not (isinstance(obj["test_list"], list) and all(isinstance(t, str) for t in obj["test_list"])):
+            raise DataError(p, line, 'field "test_list": expected a list of assert statements (strings)')
         tests = list(obj["test_list"])
         setup = obj.get("test_setup_code") or "\n".join(obj.get("test_imports") or [])
         problems.append(
