@@ -65,14 +65,15 @@ def render_solve_prompt(problem: Problem, template: str = DEFAULT_SOLVE_TEMPLATE
                            id=problem.id)
 
 
-_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.S)
+# A fenced block: its language tag and its body; an unclosed fence runs to the end of the text.
+FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.S)
 
 
 def extract_code(text: str, entry_point: str | None = None) -> str:
     """The code of an answer: the fenced block that defines ``entry_point`` (else the first Python
     block, else the first block); an answer without fences is returned as it is, minus any
     trailing prose after the code. Never raises."""
-    blocks = [(lang.lower(), body) for lang, body in _FENCE.findall(text)]
+    blocks = [(lang.lower(), body) for lang, body in FENCE.findall(text)]
     if blocks:
         if entry_point:
             for _, body in blocks:

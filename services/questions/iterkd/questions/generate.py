@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from iterkd.questions.config import LEVELS, GenerationConfig
 from iterkd.shared.formats import Problem
 from iterkd.shared.inference import SamplingParams, TextGenerator
+from iterkd.shared.prompts import FENCE
 
-_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.S)
 _HEADER = re.compile(
     r"^[ \t]*(?:#{1,6}[ \t]*|\*\*[ \t]*)?(?:\d+[.)][ \t]*)?"
     r"(description|problem statement|problem|question|function signature|signature|test cases|tests?|"
@@ -60,12 +60,12 @@ def _kind(section: str) -> str:
 
 
 def _blocks(text: str) -> list[str]:
-    return [body for _, body in _FENCE.findall(text)]
+    return [body for _, body in FENCE.findall(text)]
 
 
 def _prose(text: str) -> str:
     """Text minus fenced blocks, chatty lines and markdown emphasis."""
-    text = _HEADER.sub("", _FENCE.sub("\n", text))
+    text = _HEADER.sub("", FENCE.sub("\n", text))
     lines = [_CHATTY.sub("", ln.strip(), count=1).strip() for ln in text.strip().splitlines()]
     lines = [ln for ln in lines if ln]
     return re.sub(r"\*\*|__", "", "\n".join(lines)).strip()
@@ -169,7 +169,7 @@ def _from_parts(description: str, signature_code: str | None, tests_code: str | 
 
 
 def _from_json(text: str, min_tests: int) -> ParsedQuestion | None:
-    candidates = [body for lang, body in _FENCE.findall(text) if lang.lower() in ("json", "")]
+    candidates = [body for lang, body in FENCE.findall(text) if lang.lower() in ("json", "")]
     if "{" in text:
         candidates.append(text[text.index("{"):text.rindex("}") + 1] if "}" in text else "")
     for raw in candidates:
