@@ -22,7 +22,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import grpc
-from pydantic import ValidationError
 
 from iterkd.feedback.aggregate import Weights, aggregate, summarize
 from iterkd.feedback.config import FeedbackConfig
@@ -30,7 +29,7 @@ from iterkd.feedback.harness import program_for
 from iterkd.feedback.judge import Judge
 from iterkd.feedback.sandbox import ExecResult, SandboxPool
 from iterkd.feedback.static import StaticAnalyzer, StaticReport, static_code
-from iterkd.shared.formats import JudgeResult, Problem, Sample, StaticResult, Verdict
+from iterkd.shared.formats import JudgeResult, Problem, Sample, StaticResult, Verdict, parse_record
 from iterkd.shared.log import event
 from iterkd.shared.rpc import BadRequest, Conflict, Unavailable, require
 from iterkd.shared.stages import STAGES, StageManifest, StageWriter, read_manifest
@@ -69,14 +68,7 @@ def parse_problem_json(text: str, where: str = "problem_json") -> Problem:
     if "task_id" in obj and "test" in obj and "id" not in obj:
         obj = {"id": str(obj["task_id"]), "prompt": obj.get("prompt"), "entry_point": obj.get("entry_point", ""),
                "tests": obj["test"], "harness": "humaneval", "source": "humaneval"}
-    try:
-        return Problem.model_validate(obj)
-    except ValidationError as exc:
-        parts = []
-        for err in exc.errors():
-            field = ".".join(str(x) for x in err["loc"]) or "(record)"
-            parts.append(f'missing "{field}"' if err["type"] == "missing" else f'field "{field}": {err["msg"]}')
-        raise BadRequest(f"{where}: {'; '.join(parts)}") from None
+    return parse_record(Problem, obj, where, None)  # DataError, answered as INVALID_ARGUMENT
 
 
 class FeedbackServicer(feedback_pb2_grpc.FeedbackServiceServicer):
