@@ -28,26 +28,11 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from iterkd.shared.config import ConfigError, ServerConfig
+from iterkd.shared.errors import BadRequest, Conflict, NotFound, Unavailable, require  # noqa: F401 (re-exported)
 from iterkd.shared.formats import DataError
 from iterkd.shared.store import ArtifactNotFound, InvalidKey
 
 log = logging.getLogger("iterkd.rpc")
-
-
-class BadRequest(ValueError):
-    """The request is invalid: the message says what is wrong (INVALID_ARGUMENT)."""
-
-
-class NotFound(LookupError):
-    """A thing the request names does not exist (NOT_FOUND)."""
-
-
-class Conflict(RuntimeError):
-    """The request conflicts with the current state (FAILED_PRECONDITION)."""
-
-
-class Unavailable(RuntimeError):
-    """A backend the service depends on is unavailable (UNAVAILABLE); the caller may retry."""
 
 
 _CODES: list[tuple[type[BaseException], grpc.StatusCode]] = [
@@ -326,9 +311,3 @@ def check_health(target: str, service: str = "", timeout: float = 5.0) -> str:
         return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
     finally:
         ch.close()
-
-
-def require(condition: bool, message: str) -> None:
-    """Raise BadRequest(message) unless condition holds: the idiom for validating requests."""
-    if not condition:
-        raise BadRequest(message)

@@ -105,27 +105,31 @@ class ModelInfo(_message.Message):
     def __init__(self, model_id: _Optional[str] = ..., backend: _Optional[str] = ..., context_length: _Optional[int] = ..., max_batch_prompts: _Optional[int] = ..., max_new_tokens: _Optional[int] = ..., max_n: _Optional[int] = ..., has_chat_template: _Optional[bool] = ..., adapter: _Optional[str] = ...) -> None: ...
 
 class SolveRequest(_message.Message):
-    __slots__ = ("run", "problems_uri", "samples_uri", "params", "prompt_template")
+    __slots__ = ("run", "problems_uri", "samples_uri", "params", "prompt_template", "include_references")
     RUN_FIELD_NUMBER: _ClassVar[int]
     PROBLEMS_URI_FIELD_NUMBER: _ClassVar[int]
     SAMPLES_URI_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_NUMBER: _ClassVar[int]
     PROMPT_TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_REFERENCES_FIELD_NUMBER: _ClassVar[int]
     run: RunCycle
     problems_uri: str
     samples_uri: str
     params: GenerationParams
     prompt_template: str
-    def __init__(self, run: _Optional[_Union[RunCycle, _Mapping]] = ..., problems_uri: _Optional[str] = ..., samples_uri: _Optional[str] = ..., params: _Optional[_Union[GenerationParams, _Mapping]] = ..., prompt_template: _Optional[str] = ...) -> None: ...
+    include_references: bool
+    def __init__(self, run: _Optional[_Union[RunCycle, _Mapping]] = ..., problems_uri: _Optional[str] = ..., samples_uri: _Optional[str] = ..., params: _Optional[_Union[GenerationParams, _Mapping]] = ..., prompt_template: _Optional[str] = ..., include_references: _Optional[bool] = ...) -> None: ...
 
 class SolveResponse(_message.Message):
-    __slots__ = ("samples", "problems", "samples_written", "duration_s")
+    __slots__ = ("samples", "problems", "samples_written", "duration_s", "cached")
     SAMPLES_FIELD_NUMBER: _ClassVar[int]
     PROBLEMS_FIELD_NUMBER: _ClassVar[int]
     SAMPLES_WRITTEN_FIELD_NUMBER: _ClassVar[int]
     DURATION_S_FIELD_NUMBER: _ClassVar[int]
+    CACHED_FIELD_NUMBER: _ClassVar[int]
     samples: ArtifactRef
     problems: int
     samples_written: int
     duration_s: float
-    def __init__(self, samples: _Optional[_Union[ArtifactRef, _Mapping]] = ..., problems: _Optional[int] = ..., samples_written: _Optional[int] = ..., duration_s: _Optional[float] = ...) -> None: ...
+    cached: bool
+    def __init__(self, samples: _Optional[_Union[ArtifactRef, _Mapping]] = ..., problems: _Optional[int] = ..., samples_written: _Optional[int] = ..., duration_s: _Optional[float] = ..., cached: _Optional[bool] = ...) -> None: ...

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from iterkd.v1 import common_pb2 as iterkd_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18iterkd/v1/feedback.proto\x12\titerkd.v1\x1a\x16iterkd/v1/common.proto\"\xba\x01\n\x0f\x45valuateRequest\x12 \n\x03run\x18\x01 \x01(\x0b\x32\x13.iterkd.v1.RunCycle\x12\x14\n\x0cproblems_uri\x18\x02 \x01(\t\x12\x13\n\x0bsamples_uri\x18\x03 \x01(\t\x12\x15\n\routput_prefix\x18\x04 \x01(\t\x12\x12\n\nrun_static\x18\x05 \x01(\x08\x12\x11\n\trun_judge\x18\x06 \x01(\x08\x12\t\n\x01k\x18\x07 \x03(\x05\x12\x11\n\ttimeout_s\x18\x08 \x01(\x01\"\xb4\x02\n\x10\x45valuateResponse\x12(\n\x08verdicts\x18\x01 \x01(\x0b\x32\x16.iterkd.v1.ArtifactRef\x12&\n\x06static\x18\x02 \x01(\x0b\x32\x16.iterkd.v1.ArtifactRef\x12%\n\x05judge\x18\x03 \x01(\x0b\x32\x16.iterkd.v1.ArtifactRef\x12(\n\x08\x66\x65\x65\x64\x62\x61\x63k\x18\x04 \x01(\x0b\x32\x16.iterkd.v1.ArtifactRef\x12\x39\n\x07metrics\x18\x05 \x03(\x0b\x32(.iterkd.v1.EvaluateResponse.MetricsEntry\x12\x12\n\nduration_s\x18\x06 \x01(\x01\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"^\n\x0e\x45xecuteRequest\x12\x0f\n\x07program\x18\x01 \x01(\t\x12\x14\n\x0cproblem_json\x18\x02 \x01(\t\x12\x12\n\ncompletion\x18\x03 \x01(\t\x12\x11\n\ttimeout_s\x18\x04 \x01(\x01\"c\n\rExecuteResult\x12\x0e\n\x06passed\x18\x01 \x01(\x08\x12\x0e\n\x06result\x18\x02 \x01(\t\x12\x12\n\nduration_s\x18\x03 \x01(\x01\x12\x0e\n\x06stdout\x18\x04 \x01(\t\x12\x0e\n\x06stderr\x18\x05 \x01(\t\"?\n\x13\x45xecuteBatchRequest\x12(\n\x05items\x18\x01 \x03(\x0b\x32\x19.iterkd.v1.ExecuteRequest\"?\n\x12\x45xecuteBatchResult\x12)\n\x07results\x18\x01 \x03(\x0b\x32\x18.iterkd.v1.ExecuteResult\",\n\rStaticRequest\x12\r\n\x05\x63odes\x18\x01 \x03(\t\x12\x0c\n\x04ruff\x18\x02 \x01(\x08\"n\n\rStaticMessage\x12\x0c\n\x04tool\x18\x01 \x01(\t\x12\x0e\n\x06symbol\x18\x02 \x01(\t\x12\x12\n\nmessage_id\x18\x03 \x01(\t\x12\x0c\n\x04type\x18\x04 \x01(\t\x12\x0c\n\x04line\x18\x05 \x01(\x05\x12\x0f\n\x07message\x18\x06 \x01(\t\"W\n\x13StaticResultMessage\x12\x14\n\x0cpylint_score\x18\x01 \x01(\x01\x12*\n\x08messages\x18\x02 \x03(\x0b\x32\x18.iterkd.v1.StaticMessage\"A\n\x0eStaticResponse\x12/\n\x07results\x18\x01 \x03(\x0b\x32\x1e.iterkd.v1.StaticResultMessage\"?\n\x0cJudgeRequest\x12\x0f\n\x07problem\x18\x01 \x01(\t\x12\x0e\n\x06\x61nswer\x18\x02 \x01(\t\x12\x0e\n\x06rubric\x18\x03 \x01(\t\"T\n\rJudgeResponse\x12\r\n\x05score\x18\x01 \x01(\x01\x12\x11\n\tmax_score\x18\x02 \x01(\x01\x12\x11\n\trationale\x18\x03 \x01(\t\x12\x0e\n\x06parsed\x18\x04 \x01(\x08\x32\xe0\x02\n\x0f\x46\x65\x65\x64\x62\x61\x63kService\x12\x43\n\x08\x45valuate\x12\x1a.iterkd.v1.EvaluateRequest\x1a\x1b.iterkd.v1.EvaluateResponse\x12>\n\x07\x45xecute\x12\x19.iterkd.v1.ExecuteRequest\x1a\x18.iterkd.v1.ExecuteResult\x12M\n\x0c\x45xecuteBatch\x12\x1e.iterkd.v1.ExecuteBatchRequest\x1a\x1d.iterkd.v1.ExecuteBatchResult\x12=\n\x06Static\x12\x18.iterkd.v1.StaticRequest\x1a\x19.iterkd.v1.StaticResponse\x12:\n\x05Judge\x12\x17.iterkd.v1.JudgeRequest\x1a\x18.iterkd.v1.JudgeResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18iterkd/v1/feedback.proto\x12\titerkd.v1\x1a\x16iterkd/v1/common.proto\"\xba\x01\n\x0f\x45valuateRequest\x12 \n\x03run\x18\x01 \x01(\x0b\x32\x13.iterkd.v1.RunCycle\x12\x14\n\x0cproblems_uri\x18\x02 \x01(\t\x12\x13\n\x0bsamples_uri\x18\x03 \x01(\t\x12\x15\n\routput_prefix\x18\x04 \x01(\t\x12\x12\n\nrun_static\x18\x05 \x01(\x08\x12\x11\n\trun_judge\x18\x06 \x01(\x08\x12\t\n\x01k\x18\x07 \x03(\x05\x12\x11\n\ttimeout_s\x18\x08 \x01(\x01\"\xc4\x02\n\x10\x45valuateResponse\x12(\n\x08verdicts\x18\x01 \x01(\x0b\x32\x16.iterkd.v1.ArtifactRef\x12&\n\x06static\x18\x02 \x01(\x0b\x32\x16.iterkd.v1.ArtifactRef\x12%\n\x05judge\x18\x03 \x01(\x0b\x32\x16.iterkd.v1.ArtifactRef\x12(\n\x08\x66\x65\x65\x64\x62\x61\x63k\x18\x04 \x01(\x0b\x32\x16.iterkd.v1.ArtifactRef\x12\x39\n\x07metrics\x18\x05 \x03(\x0b\x32(.iterkd.v1.EvaluateResponse.MetricsEntry\x12\x12\n\nduration_s\x18\x06 \x01(\x01\x12\x0e\n\x06\x63\x61\x63hed\x18\x07 \x01(\x08\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"^\n\x0e\x45xecuteRequest\x12\x0f\n\x07program\x18\x01 \x01(\t\x12\x14\n\x0cproblem_json\x18\x02 \x01(\t\x12\x12\n\ncompletion\x18\x03 \x01(\t\x12\x11\n\ttimeout_s\x18\x04 \x01(\x01\"c\n\rExecuteResult\x12\x0e\n\x06passed\x18\x01 \x01(\x08\x12\x0e\n\x06result\x18\x02 \x01(\t\x12\x12\n\nduration_s\x18\x03 \x01(\x01\x12\x0e\n\x06stdout\x18\x04 \x01(\t\x12\x0e\n\x06stderr\x18\x05 \x01(\t\"?\n\x13\x45xecuteBatchRequest\x12(\n\x05items\x18\x01 \x03(\x0b\x32\x19.iterkd.v1.ExecuteRequest\"?\n\x12\x45xecuteBatchResult\x12)\n\x07results\x18\x01 \x03(\x0b\x32\x18.iterkd.v1.ExecuteResult\",\n\rStaticRequest\x12\r\n\x05\x63odes\x18\x01 \x03(\t\x12\x0c\n\x04ruff\x18\x02 \x01(\x08\"n\n\rStaticMessage\x12\x0c\n\x04tool\x18\x01 \x01(\t\x12\x0e\n\x06symbol\x18\x02 \x01(\t\x12\x12\n\nmessage_id\x18\x03 \x01(\t\x12\x0c\n\x04type\x18\x04 \x01(\t\x12\x0c\n\x04line\x18\x05 \x01(\x05\x12\x0f\n\x07message\x18\x06 \x01(\t\"W\n\x13StaticResultMessage\x12\x14\n\x0cpylint_score\x18\x01 \x01(\x01\x12*\n\x08messages\x18\x02 \x03(\x0b\x32\x18.iterkd.v1.StaticMessage\"A\n\x0eStaticResponse\x12/\n\x07results\x18\x01 \x03(\x0b\x32\x1e.iterkd.v1.StaticResultMessage\"?\n\x0cJudgeRequest\x12\x0f\n\x07problem\x18\x01 \x01(\t\x12\x0e\n\x06\x61nswer\x18\x02 \x01(\t\x12\x0e\n\x06rubric\x18\x03 \x01(\t\"T\n\rJudgeResponse\x12\r\n\x05score\x18\x01 \x01(\x01\x12\x11\n\tmax_score\x18\x02 \x01(\x01\x12\x11\n\trationale\x18\x03 \x01(\t\x12\x0e\n\x06parsed\x18\x04 \x01(\x08\x32\xe0\x02\n\x0f\x46\x65\x65\x64\x62\x61\x63kService\x12\x43\n\x08\x45valuate\x12\x1a.iterkd.v1.EvaluateRequest\x1a\x1b.iterkd.v1.EvaluateResponse\x12>\n\x07\x45xecute\x12\x19.iterkd.v1.ExecuteRequest\x1a\x18.iterkd.v1.ExecuteResult\x12M\n\x0c\x45xecuteBatch\x12\x1e.iterkd.v1.ExecuteBatchRequest\x1a\x1d.iterkd.v1.ExecuteBatchResult\x12=\n\x06Static\x12\x18.iterkd.v1.StaticRequest\x1a\x19.iterkd.v1.StaticResponse\x12:\n\x05Judge\x12\x17.iterkd.v1.JudgeRequest\x1a\x18.iterkd.v1.JudgeResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,29 +37,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EVALUATEREQUEST']._serialized_start=64
   _globals['_EVALUATEREQUEST']._serialized_end=250
   _globals['_EVALUATERESPONSE']._serialized_start=253
-  _globals['_EVALUATERESPONSE']._serialized_end=561
-  _globals['_EVALUATERESPONSE_METRICSENTRY']._serialized_start=515
-  _globals['_EVALUATERESPONSE_METRICSENTRY']._serialized_end=561
-  _globals['_EXECUTEREQUEST']._serialized_start=563
-  _globals['_EXECUTEREQUEST']._serialized_end=657
-  _globals['_EXECUTERESULT']._serialized_start=659
-  _globals['_EXECUTERESULT']._serialized_end=758
-  _globals['_EXECUTEBATCHREQUEST']._serialized_start=760
-  _globals['_EXECUTEBATCHREQUEST']._serialized_end=823
-  _globals['_EXECUTEBATCHRESULT']._serialized_start=825
-  _globals['_EXECUTEBATCHRESULT']._serialized_end=888
-  _globals['_STATICREQUEST']._serialized_start=890
-  _globals['_STATICREQUEST']._serialized_end=934
-  _globals['_STATICMESSAGE']._serialized_start=936
-  _globals['_STATICMESSAGE']._serialized_end=1046
-  _globals['_STATICRESULTMESSAGE']._serialized_start=1048
-  _globals['_STATICRESULTMESSAGE']._serialized_end=1135
-  _globals['_STATICRESPONSE']._serialized_start=1137
-  _globals['_STATICRESPONSE']._serialized_end=1202
-  _globals['_JUDGEREQUEST']._serialized_start=1204
-  _globals['_JUDGEREQUEST']._serialized_end=1267
-  _globals['_JUDGERESPONSE']._serialized_start=1269
-  _globals['_JUDGERESPONSE']._serialized_end=1353
-  _globals['_FEEDBACKSERVICE']._serialized_start=1356
-  _globals['_FEEDBACKSERVICE']._serialized_end=1708
+  _globals['_EVALUATERESPONSE']._serialized_end=577
+  _globals['_EVALUATERESPONSE_METRICSENTRY']._serialized_start=531
+  _globals['_EVALUATERESPONSE_METRICSENTRY']._serialized_end=577
+  _globals['_EXECUTEREQUEST']._serialized_start=579
+  _globals['_EXECUTEREQUEST']._serialized_end=673
+  _globals['_EXECUTERESULT']._serialized_start=675
+  _globals['_EXECUTERESULT']._serialized_end=774
+  _globals['_EXECUTEBATCHREQUEST']._serialized_start=776
+  _globals['_EXECUTEBATCHREQUEST']._serialized_end=839
+  _globals['_EXECUTEBATCHRESULT']._serialized_start=841
+  _globals['_EXECUTEBATCHRESULT']._serialized_end=904
+  _globals['_STATICREQUEST']._serialized_start=906
+  _globals['_STATICREQUEST']._serialized_end=950
+  _globals['_STATICMESSAGE']._serialized_start=952
+  _globals['_STATICMESSAGE']._serialized_end=1062
+  _globals['_STATICRESULTMESSAGE']._serialized_start=1064
+  _globals['_STATICRESULTMESSAGE']._serialized_end=1151
+  _globals['_STATICRESPONSE']._serialized_start=1153
+  _globals['_STATICRESPONSE']._serialized_end=1218
+  _globals['_JUDGEREQUEST']._serialized_start=1220
+  _globals['_JUDGEREQUEST']._serialized_end=1283
+  _globals['_JUDGERESPONSE']._serialized_start=1285
+  _globals['_JUDGERESPONSE']._serialized_end=1369
+  _globals['_FEEDBACKSERVICE']._serialized_start=1372
+  _globals['_FEEDBACKSERVICE']._serialized_end=1724
 # @@protoc_insertion_point(module_scope)

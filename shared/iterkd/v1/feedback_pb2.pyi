@@ -28,7 +28,7 @@ class EvaluateRequest(_message.Message):
     def __init__(self, run: _Optional[_Union[_common_pb2.RunCycle, _Mapping]] = ..., problems_uri: _Optional[str] = ..., samples_uri: _Optional[str] = ..., output_prefix: _Optional[str] = ..., run_static: _Optional[bool] = ..., run_judge: _Optional[bool] = ..., k: _Optional[_Iterable[int]] = ..., timeout_s: _Optional[float] = ...) -> None: ...
 
 class EvaluateResponse(_message.Message):
-    __slots__ = ("verdicts", "static", "judge", "feedback", "metrics", "duration_s")
+    __slots__ = ("verdicts", "static", "judge", "feedback", "metrics", "duration_s", "cached")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -42,13 +42,15 @@ class EvaluateResponse(_message.Message):
     FEEDBACK_FIELD_NUMBER: _ClassVar[int]
     METRICS_FIELD_NUMBER: _ClassVar[int]
     DURATION_S_FIELD_NUMBER: _ClassVar[int]
+    CACHED_FIELD_NUMBER: _ClassVar[int]
     verdicts: _common_pb2.ArtifactRef
     static: _common_pb2.ArtifactRef
     judge: _common_pb2.ArtifactRef
     feedback: _common_pb2.ArtifactRef
     metrics: _containers.ScalarMap[str, float]
     duration_s: float
-    def __init__(self, verdicts: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., static: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., judge: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., feedback: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., duration_s: _Optional[float] = ...) -> None: ...
+    cached: bool
+    def __init__(self, verdicts: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., static: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., judge: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., feedback: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., duration_s: _Optional[float] = ..., cached: _Optional[bool] = ...) -> None: ...
 
 class ExecuteRequest(_message.Message):
     __slots__ = ("program", "problem_json", "completion", "timeout_s")

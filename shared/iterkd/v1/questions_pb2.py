@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from iterkd.v1 import common_pb2 as iterkd_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19iterkd/v1/questions.proto\x12\titerkd.v1\x1a\x16iterkd/v1/common.proto\"\x92\x01\n\nLevelStats\x12\r\n\x05level\x18\x01 \x01(\t\x12\x10\n\x08problems\x18\x02 \x01(\x03\x12\r\n\x05\x61sked\x18\x03 \x01(\x03\x12\x0e\n\x06parsed\x18\x04 \x01(\x03\x12\r\n\x05valid\x18\x05 \x01(\x03\x12\x11\n\tduplicate\x18\x06 \x01(\x03\x12\x14\n\x0c\x63ontaminated\x18\x07 \x01(\x03\x12\x0c\n\x04kept\x18\x08 \x01(\x03\"\x85\x01\n\rEvolveRequest\x12 \n\x03run\x18\x01 \x01(\x0b\x32\x13.iterkd.v1.RunCycle\x12\x10\n\x08pool_uri\x18\x02 \x01(\t\x12\x14\n\x0c\x66\x65\x65\x64\x62\x61\x63k_uri\x18\x03 \x01(\t\x12\x15\n\rnext_pool_uri\x18\x04 \x01(\t\x12\x13\n\x0b\x63onfig_json\x18\x05 \x01(\t\"\x9d\x01\n\x0e\x45volveResponse\x12)\n\tnext_pool\x18\x01 \x01(\x0b\x32\x16.iterkd.v1.ArtifactRef\x12&\n\x06levels\x18\x02 \x01(\x0b\x32\x16.iterkd.v1.ArtifactRef\x12$\n\x05stats\x18\x03 \x03(\x0b\x32\x15.iterkd.v1.LevelStats\x12\x12\n\nduration_s\x18\x04 \x01(\x01\"+\n\x13\x41ssignLevelsRequest\x12\x14\n\x0c\x66\x65\x65\x64\x62\x61\x63k_uri\x18\x01 \x01(\t\"1\n\x0cProblemLevel\x12\x12\n\nproblem_id\x18\x01 \x01(\t\x12\r\n\x05level\x18\x02 \x01(\t\"?\n\x14\x41ssignLevelsResponse\x12\'\n\x06levels\x18\x01 \x03(\x0b\x32\x17.iterkd.v1.ProblemLevel2\xa1\x01\n\x0fQuestionService\x12=\n\x06\x45volve\x12\x18.iterkd.v1.EvolveRequest\x1a\x19.iterkd.v1.EvolveResponse\x12O\n\x0c\x41ssignLevels\x12\x1e.iterkd.v1.AssignLevelsRequest\x1a\x1f.iterkd.v1.AssignLevelsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19iterkd/v1/questions.proto\x12\titerkd.v1\x1a\x16iterkd/v1/common.proto\"\x92\x01\n\nLevelStats\x12\r\n\x05level\x18\x01 \x01(\t\x12\x10\n\x08problems\x18\x02 \x01(\x03\x12\r\n\x05\x61sked\x18\x03 \x01(\x03\x12\x0e\n\x06parsed\x18\x04 \x01(\x03\x12\r\n\x05valid\x18\x05 \x01(\x03\x12\x11\n\tduplicate\x18\x06 \x01(\x03\x12\x14\n\x0c\x63ontaminated\x18\x07 \x01(\x03\x12\x0c\n\x04kept\x18\x08 \x01(\x03\"\x85\x01\n\rEvolveRequest\x12 \n\x03run\x18\x01 \x01(\x0b\x32\x13.iterkd.v1.RunCycle\x12\x10\n\x08pool_uri\x18\x02 \x01(\t\x12\x14\n\x0c\x66\x65\x65\x64\x62\x61\x63k_uri\x18\x03 \x01(\t\x12\x15\n\rnext_pool_uri\x18\x04 \x01(\t\x12\x13\n\x0b\x63onfig_json\x18\x05 \x01(\t\"\xad\x01\n\x0e\x45volveResponse\x12)\n\tnext_pool\x18\x01 \x01(\x0b\x32\x16.iterkd.v1.ArtifactRef\x12&\n\x06levels\x18\x02 \x01(\x0b\x32\x16.iterkd.v1.ArtifactRef\x12$\n\x05stats\x18\x03 \x03(\x0b\x32\x15.iterkd.v1.LevelStats\x12\x12\n\nduration_s\x18\x04 \x01(\x01\x12\x0e\n\x06\x63\x61\x63hed\x18\x05 \x01(\x08\"+\n\x13\x41ssignLevelsRequest\x12\x14\n\x0c\x66\x65\x65\x64\x62\x61\x63k_uri\x18\x01 \x01(\t\"1\n\x0cProblemLevel\x12\x12\n\nproblem_id\x18\x01 \x01(\t\x12\r\n\x05level\x18\x02 \x01(\t\"?\n\x14\x41ssignLevelsResponse\x12\'\n\x06levels\x18\x01 \x03(\x0b\x32\x17.iterkd.v1.ProblemLevel2\xa1\x01\n\x0fQuestionService\x12=\n\x06\x45volve\x12\x18.iterkd.v1.EvolveRequest\x1a\x19.iterkd.v1.EvolveResponse\x12O\n\x0c\x41ssignLevels\x12\x1e.iterkd.v1.AssignLevelsRequest\x1a\x1f.iterkd.v1.AssignLevelsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,13 +37,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EVOLVEREQUEST']._serialized_start=214
   _globals['_EVOLVEREQUEST']._serialized_end=347
   _globals['_EVOLVERESPONSE']._serialized_start=350
-  _globals['_EVOLVERESPONSE']._serialized_end=507
-  _globals['_ASSIGNLEVELSREQUEST']._serialized_start=509
-  _globals['_ASSIGNLEVELSREQUEST']._serialized_end=552
-  _globals['_PROBLEMLEVEL']._serialized_start=554
-  _globals['_PROBLEMLEVEL']._serialized_end=603
-  _globals['_ASSIGNLEVELSRESPONSE']._serialized_start=605
-  _globals['_ASSIGNLEVELSRESPONSE']._serialized_end=668
-  _globals['_QUESTIONSERVICE']._serialized_start=671
-  _globals['_QUESTIONSERVICE']._serialized_end=832
+  _globals['_EVOLVERESPONSE']._serialized_end=523
+  _globals['_ASSIGNLEVELSREQUEST']._serialized_start=525
+  _globals['_ASSIGNLEVELSREQUEST']._serialized_end=568
+  _globals['_PROBLEMLEVEL']._serialized_start=570
+  _globals['_PROBLEMLEVEL']._serialized_end=619
+  _globals['_ASSIGNLEVELSRESPONSE']._serialized_start=621
+  _globals['_ASSIGNLEVELSRESPONSE']._serialized_end=684
+  _globals['_QUESTIONSERVICE']._serialized_start=687
+  _globals['_QUESTIONSERVICE']._serialized_end=848
 # @@protoc_insertion_point(module_scope)

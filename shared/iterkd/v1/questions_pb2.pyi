@@ -42,16 +42,18 @@ class EvolveRequest(_message.Message):
     def __init__(self, run: _Optional[_Union[_common_pb2.RunCycle, _Mapping]] = ..., pool_uri: _Optional[str] = ..., feedback_uri: _Optional[str] = ..., next_pool_uri: _Optional[str] = ..., config_json: _Optional[str] = ...) -> None: ...
 
 class EvolveResponse(_message.Message):
-    __slots__ = ("next_pool", "levels", "stats", "duration_s")
+    __slots__ = ("next_pool", "levels", "stats", "duration_s", "cached")
     NEXT_POOL_FIELD_NUMBER: _ClassVar[int]
     LEVELS_FIELD_NUMBER: _ClassVar[int]
     STATS_FIELD_NUMBER: _ClassVar[int]
     DURATION_S_FIELD_NUMBER: _ClassVar[int]
+    CACHED_FIELD_NUMBER: _ClassVar[int]
     next_pool: _common_pb2.ArtifactRef
     levels: _common_pb2.ArtifactRef
     stats: _containers.RepeatedCompositeFieldContainer[LevelStats]
     duration_s: float
-    def __init__(self, next_pool: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., levels: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., stats: _Optional[_Iterable[_Union[LevelStats, _Mapping]]] = ..., duration_s: _Optional[float] = ...) -> None: ...
+    cached: bool
+    def __init__(self, next_pool: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., levels: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., stats: _Optional[_Iterable[_Union[LevelStats, _Mapping]]] = ..., duration_s: _Optional[float] = ..., cached: _Optional[bool] = ...) -> None: ...
 
 class AssignLevelsRequest(_message.Message):
     __slots__ = ("feedback_uri",)

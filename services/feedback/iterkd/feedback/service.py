@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -32,7 +31,7 @@ from iterkd.feedback.static import StaticAnalyzer, StaticReport, static_code
 from iterkd.shared.formats import JudgeResult, Problem, Sample, StaticResult, Verdict, parse_record
 from iterkd.shared.log import event
 from iterkd.shared.rpc import BadRequest, Conflict, Unavailable, require
-from iterkd.shared.stages import STAGES, StageManifest, StageWriter, read_manifest
+from iterkd.shared.stages import STAGES, StageManifest, StageWriter, begin_stage, stage_lock
 from iterkd.shared.store import ArtifactStore, normalize_key
 from iterkd.v1 import common_pb2, feedback_pb2, feedback_pb2_grpc
 
@@ -84,8 +83,6 @@ class FeedbackServicer(feedback_pb2_grpc.FeedbackServiceServicer):
         self.judge = judge if cfg.judge.enabled else None
         self.weights = Weights(cfg.weights.pass_rate, cfg.weights.static, cfg.weights.judge)
         self._closers = list(closers)
-        self._prefix_locks: dict[str, threading.Lock] = {}
-        self._guard = threading.Lock()
 
     def close(self) -> None:
         """Stop the sandbox workers and close the judge's connection (Server.stop calls this)."""
@@ -184,10 +181,6 @@ class FeedbackServicer(feedback_pb2_grpc.FeedbackServiceServicer):
             raise Unavailable(f"judge model call failed: {type(exc).__name__}: {exc}") from None
 
     # -- evaluation over artifacts ------------------------------------------------------------
-    def _lock_for(self, prefix: str) -> threading.Lock:
-        with self._guard:
-            return self._prefix_locks.setdefault(prefix, threading.Lock())
-
     def Evaluate(self, request: feedback_pb2.EvaluateRequest, context: grpc.ServicerContext) -> Any:
         require(bool(request.problems_uri), "problems_uri is empty")
         require(bool(request.samples_uri), "samples_uri is empty")
@@ -202,34 +195,30 @@ class FeedbackServicer(feedback_pb2_grpc.FeedbackServiceServicer):
         problems_key = self.store.resolve(request.problems_uri)
         samples_key = self.store.resolve(request.samples_uri)
         prefix = normalize_key(self.store.resolve(request.output_prefix).strip("/"))
-        fingerprint = {"problems": problems_key, "samples": samples_key, "run_static": request.run_static,
-                       "run_judge": request.run_judge, "k": ks}
-        with self._lock_for(prefix):
-            done = read_manifest(self.store, prefix)
-            if done is not None:
-                return self._stored(done, fingerprint, prefix)
-            return self._evaluate(request, prefix, problems_key, samples_key, ks, timeout, fingerprint)
-
-    def _stored(self, manifest: StageManifest, fingerprint: dict[str, Any], prefix: str) -> Any:
-        stored = manifest.extra.get("request", {})
-        differ = sorted(k for k, v in fingerprint.items() if stored.get(k) != v)
-        if differ:
-            raise Conflict(f"{self.store.uri(prefix)} already holds a finished evaluation of a different request "
-                           f"({', '.join(differ)} differ); use another output_prefix")
-        event(log, "evaluate reused", prefix=prefix, **{k: v for k, v in manifest.metrics.items() if "@" in k})
-        return self._response(manifest)
+        parts = [p for p in prefix.split("/") if p]
+        stage = parts[-1] if parts and parts[-1] in STAGES else "feedback"
+        config = {"run_static": request.run_static, "run_judge": request.run_judge, "k": ks, "timeout_s": timeout}
+        with stage_lock(self.store, prefix):
+            owned = begin_stage(self.store, prefix, stage, inputs={"problems": problems_key, "samples": samples_key},
+                                config=config, run_id=request.run.run_id or None,
+                                cycle=request.run.cycle if request.run.run_id else None)
+            if isinstance(owned, StageManifest):
+                event(log, "evaluate reused", prefix=prefix, **{k: v for k, v in owned.metrics.items() if "@" in k})
+                return self._response(owned, cached=True)
+            return self._evaluate(request, owned, problems_key, samples_key, ks, timeout)
 
     @staticmethod
-    def _response(manifest: StageManifest) -> feedback_pb2.EvaluateResponse:
+    def _response(manifest: StageManifest, cached: bool = False) -> feedback_pb2.EvaluateResponse:
         refs = {}
         for field, name in OUTPUTS.items():
             entry = manifest.outputs.get(name)
             refs[field] = common_pb2.ArtifactRef(uri=entry.uri, sha256=entry.sha256) if entry else None
         return feedback_pb2.EvaluateResponse(**{k: v for k, v in refs.items() if v is not None},
-                                             metrics=manifest.metrics, duration_s=manifest.duration_s)
+                                             metrics=manifest.metrics, duration_s=manifest.duration_s,
+                                             cached=cached)
 
-    def _evaluate(self, request: feedback_pb2.EvaluateRequest, prefix: str, problems_key: str, samples_key: str,
-                  ks: list[int], timeout: float, fingerprint: dict[str, Any]) -> Any:
+    def _evaluate(self, request: feedback_pb2.EvaluateRequest, writer: StageWriter, problems_key: str,
+                  samples_key: str, ks: list[int], timeout: float) -> Any:
         t0 = time.monotonic()
         problems_list = self.store.get_jsonl(problems_key, Problem)
         samples = self.store.get_jsonl(samples_key, Sample)
@@ -272,11 +261,6 @@ class FeedbackServicer(feedback_pb2_grpc.FeedbackServiceServicer):
         feedback = aggregate(verdicts, static_rows, judge_rows, self.weights, order)
         metrics = summarize(verdicts, feedback, ks, static_rows, judge_rows, problems_total=len(problems))
 
-        parts = [p for p in prefix.split("/") if p]
-        stage = parts[-1] if parts and parts[-1] in STAGES else "feedback"
-        run_id = request.run.run_id or None
-        cycle = request.run.cycle if request.run.run_id else None
-        writer = StageWriter(self.store, prefix, stage, run_id=run_id, cycle=cycle)
         writer.put_jsonl(OUTPUTS["verdicts"], verdicts)
         if static_rows is not None:
             writer.put_jsonl(OUTPUTS["static"], static_rows)
@@ -284,10 +268,11 @@ class FeedbackServicer(feedback_pb2_grpc.FeedbackServiceServicer):
             writer.put_jsonl(OUTPUTS["judge"], judge_rows)
         writer.put_jsonl(OUTPUTS["feedback"], feedback)
         writer.metrics.update(metrics)
-        writer.extra.update({"request": fingerprint, "timeout_s": timeout,
+        writer.extra.update({
                              "skipped_k": [k for k in ks if f"pass@{k}" not in metrics], "notes": notes,
                              "sandbox": json.loads(json.dumps(self.pool.info, default=str))})
         manifest = writer.commit()
-        event(log, "evaluate done", prefix=prefix, samples=len(samples), duration_s=round(time.monotonic() - t0, 3),
+        event(log, "evaluate done", prefix=writer.prefix, samples=len(samples),
+              duration_s=round(time.monotonic() - t0, 3),
               **{k.replace("@", "_at_"): round(v, 4) for k, v in metrics.items() if k.startswith("pass@")})
         return self._response(manifest)

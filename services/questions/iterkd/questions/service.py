@@ -43,8 +43,8 @@ from iterkd.shared.config import merge_overrides
 from iterkd.shared.formats import Feedback, Problem
 from iterkd.shared.inference import GrpcGenerator, TextGenerator
 from iterkd.shared.log import event, get_logger
-from iterkd.shared.rpc import Conflict, Unavailable, require
-from iterkd.shared.stages import StageWriter, read_manifest, stage_prefix
+from iterkd.shared.rpc import Unavailable, require
+from iterkd.shared.stages import StageManifest, StageWriter, begin_stage, stage_lock, stage_prefix
 from iterkd.shared.store import ArtifactStore
 from iterkd.v1 import common_pb2, questions_pb2, questions_pb2_grpc
 
@@ -121,13 +121,20 @@ class QuestionServicer(questions_pb2_grpc.QuestionServiceServicer):
         prefix, _, pool_name = pool_key.rpartition("/")
         require(pool_name not in ("levels.jsonl", "rejected.jsonl", "_manifest.json"),
                 f"next_pool_uri: {pool_name!r} is a name this stage uses for another output")
-        done = read_manifest(self.store, prefix)
-        if done is not None and done.stage != "evolve":
-            raise Conflict(f"next_pool_uri: {prefix} holds the finished {done.stage!r} stage")
-        if done is not None and pool_name in done.outputs:
-            event(log, "evolve already done", prefix=prefix)
-            return self._response(done.outputs, done.extra.get("stats", []), done.duration_s)
+        with stage_lock(self.store, prefix):
+            owned = begin_stage(
+                self.store, prefix, "evolve", run_id=request.run.run_id or None, cycle=request.run.cycle,
+                inputs={"pool": self.store.resolve(request.pool_uri),
+                        "feedback": self.store.resolve(request.feedback_uri)},
+                config={"next_pool": pool_name,  # the tuning fields only: addresses may change on a restart
+                        **cfg.model_dump(mode="json", by_alias=True, include=set(OVERRIDABLE))})
+            if isinstance(owned, StageManifest):
+                event(log, "evolve already done", prefix=prefix)
+                return self._response(owned.outputs, owned.extra.get("stats", []), owned.duration_s, cached=True)
+            return self._evolve_stage(request, cfg, owned, pool_name, t0)
 
+    def _evolve_stage(self, request: questions_pb2.EvolveRequest, cfg: QuestionsConfig, w: StageWriter,
+                      pool_name: str, t0: float) -> Any:
         pool = self.store.get_jsonl(self.store.resolve(request.pool_uri), Problem)
         require(bool(pool), f"{request.pool_uri}: the pool is empty")
         ids = [p.id for p in pool]
@@ -145,29 +152,30 @@ class QuestionServicer(questions_pb2_grpc.QuestionServiceServicer):
         result = self._evolve(pool, level_of, cfg, cycle)
         stats = result["stats"]
 
-        with StageWriter(self.store, prefix, "evolve", request.run.run_id or None, cycle) as w:
-            w.put_jsonl("levels.jsonl", levels)
-            w.put_jsonl("rejected.jsonl", result["rejected"])
-            w.put_jsonl(pool_name, result["next_pool"])
-            for s in stats:
-                for f in STATS_FIELDS[1:]:
-                    w.metrics[f"{s['level']}.{f}"] = float(s[f])
-            w.metrics["next_pool"] = float(len(result["next_pool"]))
-            w.metrics["new_questions"] = float(sum(s["kept"] for s in stats))
-            w.extra["stats"] = stats
-            w.extra["next_pool_name"] = pool_name
-        event(log, "evolve done", prefix=prefix, next_pool=len(result["next_pool"]),
+        w.put_jsonl("levels.jsonl", levels)
+        w.put_jsonl("rejected.jsonl", result["rejected"])
+        w.put_jsonl(pool_name, result["next_pool"])
+        for s in stats:
+            for f in STATS_FIELDS[1:]:
+                w.metrics[f"{s['level']}.{f}"] = float(s[f])
+        w.metrics["next_pool"] = float(len(result["next_pool"]))
+        w.metrics["new_questions"] = float(sum(s["kept"] for s in stats))
+        w.extra["stats"] = stats
+        w.extra["next_pool_name"] = pool_name
+        w.commit()
+        event(log, "evolve done", prefix=w.prefix, next_pool=len(result["next_pool"]),
               duration_s=round(time.monotonic() - t0, 3))
         return self._response(w.outputs, stats, time.monotonic() - t0)
 
-    def _response(self, outputs: dict[str, Any], stats: list[dict[str, Any]], duration: float) -> Any:
+    def _response(self, outputs: dict[str, Any], stats: list[dict[str, Any]], duration: float,
+                  cached: bool = False) -> Any:
         def ref(entry: Any) -> common_pb2.ArtifactRef:
             return common_pb2.ArtifactRef(uri=entry.uri, sha256=entry.sha256)
 
         pool_entry = next(v for k, v in outputs.items() if k not in ("levels.jsonl", "rejected.jsonl"))
         return questions_pb2.EvolveResponse(
             next_pool=ref(pool_entry), levels=ref(outputs["levels.jsonl"]),
-            stats=[questions_pb2.LevelStats(**s) for s in stats], duration_s=duration)
+            stats=[questions_pb2.LevelStats(**s) for s in stats], duration_s=duration, cached=cached)
 
     # -- the work -------------------------------------------------------------------------------
     def _evolve(self, pool: list[Problem], level_of: dict[str, str], cfg: QuestionsConfig,
