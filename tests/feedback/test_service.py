@@ -136,6 +136,8 @@ def test_evaluate_writes_every_view_and_is_idempotent(env: dict[str, Any]) -> No
     judge_calls = len(env["tgi"].requests)
     n_puts = len(store.puts)
     again = env["stub"].Evaluate(request)
+    assert again.cached and not reply.cached
+    again.cached = False
     assert again == reply
     assert len(store.puts) == n_puts and len(env["tgi"].requests) == judge_calls
 
