@@ -81,7 +81,7 @@ def test_train_streams_caches_and_serves_the_student(
 @pytest.mark.parametrize(("fields", "message"), [
     ({"run": {"run_id": "Bad_Id", "cycle": 0}, "train_set_uri": "sets/train.jsonl"}, "invalid run id"),
     ({"run": {"run_id": "ok", "cycle": -1}, "train_set_uri": "sets/train.jsonl"}, "cycle"),
-    ({"run": {"run_id": "ok", "cycle": 0}}, "train_set_uri is required"),
+    ({"run": {"run_id": "ok", "cycle": 0}}, "nothing to learn from"),
     ({"run": {"run_id": "ok", "cycle": 0}, "train_set_uri": "file:///etc/passwd"}, "outside the local store"),
     ({"run": {"run_id": "ok", "cycle": 0}, "train_set_uri": "sets/missing.jsonl"}, "no training set"),
     ({"run": {"run_id": "ok", "cycle": 0}, "train_set_uri": "sets/empty.jsonl"}, "training set is empty"),
@@ -116,3 +116,44 @@ def test_bad_generate_requests_are_invalid_argument(served: tuple[Any, LocalStor
             stub.Generate(common_pb2.GenerateRequest(prompts=[common_pb2.Prompt(id="a", text="x")],
                                                      params=common_pb2.GenerationParams(**params)))
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and message in info.value.details()
+
+
+def test_train_builds_its_training_set_from_verified_answers_inside_the_stage(
+        served: tuple[Any, LocalStore]) -> None:
+    """The train stage reads problems, samples and verdicts itself: the training set is one of its
+    outputs, its manifest records each input's hash, and a rerun on other verdicts is refused."""
+    from iterkd.shared.formats import Verdict
+    from iterkd.shared.stages import MANIFEST, artifact_sha256
+
+    stub, store = served
+    problems = [Problem(id=f"p{i}", prompt=f"def f{i}(a, b):\n    \"\"\"Add a and b.\"\"\"\n", entry_point=f"f{i}",
+                        tests="") for i in range(3)]
+    samples = [Sample(problem_id=p.id, sample_id=f"{p.id}#{j}", completion=body)
+               for p in problems for j, body in enumerate(["    return a + b\n", "    return a - b\n"])]
+    verdicts = [Verdict(sample_id=s.sample_id, problem_id=s.problem_id, passed=s.sample_id.endswith("#0"),
+                        result="passed" if s.sample_id.endswith("#0") else "failed: AssertionError")
+                for s in samples]
+    uris = {name: store.put_jsonl(f"in/{name}.jsonl", rows).uri
+            for name, rows in (("problems", problems), ("samples", samples), ("verdicts", verdicts))}
+    req = trainer_pb2.TrainRequest(run=common_pb2.RunCycle(run_id="built", cycle=0), problems_uri=uris["problems"],
+                                   samples_uri=uris["samples"], verdicts_uri=uris["verdicts"])
+    records = list(stub.Train(req))
+    assert records[-1].state == "done" and not records[-1].cached
+    prefix = "runs/built/cycle-000/train"
+    train_set = store.get_jsonl(f"{prefix}/train_set.jsonl", TrainingExample)
+    assert [(t.problem_id, t.chosen, t.rejected) for t in train_set] == [
+        (p.id, "    return a + b\n", ["    return a - b\n"]) for p in problems]
+    manifest = store.get_json(f"{prefix}/{MANIFEST}")
+    assert {k: v["sha256"] for k, v in manifest["inputs"].items()} == {
+        name: artifact_sha256(store, f"in/{name}.jsonl") for name in uris}
+    assert manifest["metrics"]["data_contrastive_pairs"] == 3 and manifest["config"]["base_model"]
+
+    assert list(stub.Train(req))[-1].cached  # the same request: the stored result
+    store.put_jsonl("in/verdicts.jsonl", [v.model_copy(update={"passed": True}) for v in verdicts])
+    with pytest.raises(grpc.RpcError) as info:  # other verdicts under the same key: refused, not stale
+        list(stub.Train(req))
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "input verdicts" in info.value.details()
+    with pytest.raises(grpc.RpcError) as info:
+        list(stub.Train(trainer_pb2.TrainRequest(run=common_pb2.RunCycle(run_id="x", cycle=0),
+                                                 problems_uri=uris["problems"], samples_uri=uris["samples"])))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "verdicts_uri missing" in info.value.details()

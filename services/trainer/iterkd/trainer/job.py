@@ -2,6 +2,8 @@
 
 Layout under ``runs/{run}/cycle-{k:03d}/train/`` (or the request's ``output_uri``):
 
+* ``train_set.jsonl``: the training examples, built by this stage from the problems, the
+  teacher's samples and their verdicts (or copied from a ready training set the request names);
 * ``adapter/`` (``model/`` for full fine-tuning): ``save_pretrained`` output plus the tokenizer,
   loadable with peft / transformers as it is;
 * ``training_config.json``, ``metrics.json``; ``_manifest.json`` last (the stage is done);
@@ -25,19 +27,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from iterkd.shared.formats import DataError
+from iterkd.shared.errors import BadRequest
+from iterkd.shared.formats import DataError, Problem, Sample, TrainingExample, Verdict
 from iterkd.shared.log import event, get_logger
-from iterkd.shared.rpc import BadRequest
-from iterkd.shared.stages import StageManifest, StageWriter, check_run_id, read_manifest, stage_prefix
+from iterkd.shared.stages import (
+    InputEntry,
+    StageManifest,
+    StageWriter,
+    check_run_id,
+    check_stored,
+    checkpoint_entry,
+    hash_inputs,
+    read_manifest,
+    stage_prefix,
+)
 from iterkd.shared.store import ArtifactNotFound, ArtifactStore, join
 from iterkd.trainer.config import TrainerConfig
-from iterkd.trainer.data import load_train_set
+from iterkd.trainer.data import build_examples, check_examples, load_train_set
 from iterkd.trainer.trainer import StepRecord, StudentTrainer
 from iterkd.v1 import common_pb2, trainer_pb2
 
 log = get_logger("iterkd.trainer")
 STATE = "_state"
-CHECKPOINT_NAMES = ("adapter", "model")
+TRAIN_SET = "train_set.jsonl"
 Emit = Callable[[trainer_pb2.TrainProgress], None]
 
 
@@ -47,7 +59,9 @@ class TrainSpec:
 
     run_id: str
     cycle: int
-    train_set_key: str
+    # Either a ready training set (``train_set``) or verified answers to build one from
+    # (``problems``, ``samples``, ``verdicts``): store keys by input name.
+    sources: dict[str, str]
     prefix: str                 # where the stage's outputs go
     base_model: str
     init_key: str | None        # the starting checkpoint folder in the store, if any
@@ -57,31 +71,54 @@ class TrainSpec:
     def state_prefix(self) -> str:
         return join(self.prefix, STATE)
 
+    @property
+    def train_set_key(self) -> str:
+        """Where this stage's training set is (the request's own, or the one the stage writes)."""
+        return self.sources.get("train_set") or join(self.prefix, TRAIN_SET)
+
+    @property
+    def inputs(self) -> dict[str, str]:
+        return {**self.sources, **({"init": self.init_key} if self.init_key else {})}
+
+    def config(self) -> dict[str, Any]:
+        """What the stage's result depends on besides its inputs (recorded in the manifest)."""
+        cfg = self.cfg.model_dump(mode="json", by_alias=True,
+                                  exclude={"server", "max_batch_prompts", "max_new_tokens", "max_n",
+                                           "generate_micro_batch", "load_on_start", "device"})
+        cfg["optim"].pop("save_every_steps", None)
+        return {"trainer": cfg, "base_model": self.base_model}
+
 
 def previous_checkpoint(store: ArtifactStore, run_id: str, cycle: int) -> str | None:
     """The checkpoint folder key of cycle ``cycle - 1``'s finished train stage, if there is one."""
     if cycle <= 0:
         return None
     manifest = read_manifest(store, stage_prefix(run_id, cycle - 1, "train"))
-    if manifest is None:
-        return None
-    for name in CHECKPOINT_NAMES:
-        if name in manifest.outputs:
-            return manifest.outputs[name].key
-    return None
+    entry = checkpoint_entry(manifest) if manifest is not None else None
+    return entry.key if entry is not None else None
 
 
-def make_spec(store: ArtifactStore, cfg: TrainerConfig, run_id: str, cycle: int, train_set_uri: str,
-              output_uri: str = "", base_model: str = "", init_adapter_uri: str = "") -> TrainSpec:
+def make_spec(store: ArtifactStore, cfg: TrainerConfig, run_id: str, cycle: int, train_set_uri: str = "",
+              output_uri: str = "", base_model: str = "", init_adapter_uri: str = "", *, problems_uri: str = "",
+              samples_uri: str = "", verdicts_uri: str = "") -> TrainSpec:
     """Validate a request's fields (BadRequest / InvalidKey with a message naming the field)."""
     if not run_id:
         raise BadRequest("run.run_id is required")
     check_run_id(run_id)
     if cycle < 0:
         raise BadRequest(f"run.cycle must be >= 0, got {cycle}")
-    if not train_set_uri:
-        raise BadRequest("train_set_uri is required: the training examples (JSON Lines) in the store")
-    train_key = store.resolve(train_set_uri)
+    verified = {"problems": problems_uri, "samples": samples_uri, "verdicts": verdicts_uri}
+    if any(verified.values()):
+        missing = [f"{k}_uri" for k, v in verified.items() if not v]
+        if missing or train_set_uri:
+            raise BadRequest("give either train_set_uri, or problems_uri, samples_uri and verdicts_uri together"
+                             + (f" ({', '.join(missing)} missing)" if missing else ""))
+        sources = {k: store.resolve(v) for k, v in verified.items()}
+    elif train_set_uri:
+        sources = {"train_set": store.resolve(train_set_uri)}
+    else:
+        raise BadRequest("nothing to learn from: give problems_uri, samples_uri and verdicts_uri (verified "
+                         "answers), or train_set_uri (training examples, JSON Lines)")
     prefix = store.resolve(output_uri) if output_uri else stage_prefix(run_id, cycle, "train")
     if init_adapter_uri:
         init_key: str | None = store.resolve(init_adapter_uri)
@@ -89,7 +126,9 @@ def make_spec(store: ArtifactStore, cfg: TrainerConfig, run_id: str, cycle: int,
             raise BadRequest(f"init_adapter_uri: nothing in the store at {init_adapter_uri}")
     else:
         init_key = previous_checkpoint(store, run_id, cycle)
-    return TrainSpec(run_id, cycle, train_key, prefix, base_model or cfg.base_model, init_key, cfg)
+    if "train_set" in sources and sources["train_set"] == join(prefix, TRAIN_SET):
+        raise BadRequest(f"train_set_uri: {train_set_uri} is where this stage writes its own training set")
+    return TrainSpec(run_id, cycle, sources, prefix, base_model or cfg.base_model, init_key, cfg)
 
 
 def progress(state: str, **fields: Any) -> trainer_pb2.TrainProgress:
@@ -114,7 +153,7 @@ def step_progress(rec: StepRecord) -> trainer_pb2.TrainProgress:
 
 
 def cached_progress(manifest: StageManifest) -> trainer_pb2.TrainProgress:
-    out = next((manifest.outputs[n] for n in CHECKPOINT_NAMES if n in manifest.outputs), None)
+    out = checkpoint_entry(manifest)
     ref = common_pb2.ArtifactRef(uri=out.uri, sha256=out.sha256) if out else None
     m = manifest.metrics
     steps = int(m.get("steps", 0))
@@ -123,30 +162,48 @@ def cached_progress(manifest: StageManifest) -> trainer_pb2.TrainProgress:
                     loss=m.get("loss", 0.0), margin=m.get("margin", 0.0), metrics=m)
 
 
-def fingerprint(spec: TrainSpec, train_bytes: bytes, init_digest: str) -> str:
+def fingerprint(spec: TrainSpec, inputs: dict[str, InputEntry]) -> str:
+    """Ties a saved training state to the inputs' hashes and the configuration."""
     h = hashlib.sha256()
-    h.update(train_bytes)
-    cfg = spec.cfg.model_dump(mode="json", exclude={"server", "max_batch_prompts", "max_new_tokens", "max_n",
-                                                    "generate_micro_batch", "load_on_start"})
-    cfg["optim"].pop("save_every_steps", None)
-    h.update(json.dumps(cfg, sort_keys=True).encode())
-    h.update(spec.base_model.encode())
-    h.update(init_digest.encode())
+    h.update(json.dumps({k: v.sha256 for k, v in inputs.items()}, sort_keys=True).encode())
+    h.update(json.dumps(spec.config(), sort_keys=True).encode())
     return h.hexdigest()
 
 
-def _folder_digest(store: ArtifactStore, prefix: str) -> str:
-    h = hashlib.sha256()
-    for key in store.list(prefix):
-        h.update(key.encode())
-        h.update(hashlib.sha256(store.get_bytes(key)).digest())
-    return h.hexdigest()
+def stored_result(store: ArtifactStore, spec: TrainSpec) -> tuple[StageManifest | None, dict[str, InputEntry]]:
+    """The finished stage's manifest when it answers this request (StageConflict when a different
+    request finished there), and the inputs' hashes."""
+    for name, key in spec.sources.items():
+        if not store.exists(key):
+            what = "no training set" if name == "train_set" else "nothing"
+            raise BadRequest(f"{name}_uri: {what} at {store.uri(key)}")
+    inputs = hash_inputs(store, spec.inputs)
+    done = read_manifest(store, spec.prefix)
+    if done is not None:
+        check_stored(store, spec.prefix, done, "train", inputs, spec.config())
+    return done, inputs
+
+
+def training_examples(store: ArtifactStore, spec: TrainSpec) -> tuple[list[TrainingExample], dict[str, int]]:
+    """The examples this stage trains on: built from the verified answers, or read from the set."""
+    if "train_set" in spec.sources:
+        examples = load_train_set(store, spec.sources["train_set"])
+        return examples, {"examples": len(examples)}
+    keys = spec.sources
+    try:
+        problems = store.get_jsonl(keys["problems"], Problem)
+        samples = store.get_jsonl(keys["samples"], Sample)
+        verdicts = store.get_jsonl(keys["verdicts"], Verdict)
+    except ArtifactNotFound as exc:
+        raise BadRequest(f"an input of the train stage is missing: {exc}") from None
+    examples, counts = build_examples(problems, samples, verdicts, template=spec.cfg.prompts.solve_template)
+    return check_examples(examples, store.uri(keys["samples"]) + " (no answer passed its tests)"), counts
 
 
 def run_training(store: ArtifactStore, spec: TrainSpec, emit: Emit,
                  should_stop: Callable[[], bool] | None = None, workdir: str | Path | None = None) -> StageManifest:
     """Train ``spec`` to the end (or return the finished stage's manifest), emitting progress."""
-    done = read_manifest(store, spec.prefix)
+    done, inputs = stored_result(store, spec)
     if done is not None:
         emit(cached_progress(done))
         return done
@@ -154,15 +211,12 @@ def run_training(store: ArtifactStore, spec: TrainSpec, emit: Emit,
     emit(progress("loading", message=f"loading {spec.base_model}"))
     with tempfile.TemporaryDirectory(prefix="iterkd-train-", dir=workdir) as tmp_s:
         tmp = Path(tmp_s)
-        examples = load_train_set(store, spec.train_set_key)
-        train_bytes = store.get_bytes(spec.train_set_key)
+        examples, counts = training_examples(store, spec)
         init_dir = None
-        init_digest = ""
         if spec.init_key is not None:
             init_dir = store.get_dir(spec.init_key, tmp / "init")
-            init_digest = _folder_digest(store, spec.init_key)
         trainer = StudentTrainer(spec.cfg, examples, spec.base_model, init_dir, source=store.uri(spec.train_set_key))
-        fp = fingerprint(spec, train_bytes, init_digest)
+        fp = fingerprint(spec, inputs)
         resumed_from = _maybe_resume(store, spec, trainer, fp, tmp)
         if resumed_from:
             emit(progress("training", step=trainer.step, total_steps=trainer.total_steps,
@@ -182,7 +236,11 @@ def run_training(store: ArtifactStore, spec: TrainSpec, emit: Emit,
         ckpt = trainer.save_pretrained(tmp / name)
         metrics = trainer.summary()
         metrics["resumed_from"] = float(resumed_from)
-        with StageWriter(store, spec.prefix, "train", spec.run_id, spec.cycle) as w:
+        metrics.update({f"data_{k}": float(v) for k, v in counts.items()})
+        with StageWriter(store, spec.prefix, "train", spec.run_id, spec.cycle, inputs=inputs,
+                         config=spec.config()) as w:
+            if "train_set" not in spec.sources:
+                w.put_jsonl(TRAIN_SET, examples)
             entry = w.put_dir(name, ckpt)
             w.put_bytes("training_config.json", json.dumps({
                 "config": spec.cfg.model_dump(mode="json"), "base_model": spec.base_model,
@@ -239,11 +297,11 @@ def _maybe_resume(store: ArtifactStore, spec: TrainSpec, trainer: StudentTrainer
     return trainer.step
 
 
-def read_train_set_or_fail(store: ArtifactStore, key: str) -> None:
-    """Early check used by the service so a bad set fails the RPC before any model loads."""
+def read_train_set_or_fail(store: ArtifactStore, spec: TrainSpec) -> None:
+    """Early check used by the service so bad data fails the RPC before any model loads."""
     try:
-        load_train_set(store, key)
+        training_examples(store, spec)
     except ArtifactNotFound:
-        raise BadRequest(f"train_set_uri: no training set at {store.uri(key)}") from None
+        raise BadRequest(f"train_set_uri: no training set at {store.uri(spec.train_set_key)}") from None
     except DataError:
         raise

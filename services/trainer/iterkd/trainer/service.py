@@ -30,17 +30,17 @@ from iterkd.shared.inference import SamplingParams
 from iterkd.shared.log import event, get_logger
 from iterkd.shared.prompts import check_template, extract_code, render_solve_prompt
 from iterkd.shared.rpc import BadRequest, Conflict, Unavailable, require
-from iterkd.shared.stages import read_manifest, stage_prefix
+from iterkd.shared.stages import checkpoint_entry, read_manifest, stage_prefix
 from iterkd.shared.store import ArtifactStore
 from iterkd.trainer.config import TrainerConfig
 from iterkd.trainer.job import (
-    CHECKPOINT_NAMES,
     TrainSpec,
     cached_progress,
     make_spec,
     progress,
     read_train_set_or_fail,
     run_training,
+    stored_result,
 )
 from iterkd.v1 import common_pb2, trainer_pb2, trainer_pb2_grpc
 
@@ -115,8 +115,10 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         cfg = merge_overrides(self.cfg, request.config_json, "config_json", OVERRIDABLE)
         require(request.HasField("run"), "run is required: run.run_id and run.cycle")
         spec = make_spec(self.store, cfg, request.run.run_id, request.run.cycle, request.train_set_uri,
-                         request.output_uri, request.base_model, request.init_adapter_uri)
-        manifest = read_manifest(self.store, spec.prefix)
+                         request.output_uri, request.base_model, request.init_adapter_uri,
+                         problems_uri=request.problems_uri, samples_uri=request.samples_uri,
+                         verdicts_uri=request.verdicts_uri)
+        manifest, _ = stored_result(self.store, spec)
         if manifest is not None:
             self._serve_manifest_checkpoint(manifest)
             yield cached_progress(manifest)
@@ -127,11 +129,11 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
             attach = job is not None and not job.finished
             if attach:
                 assert job is not None
-                if job.spec.train_set_key != spec.train_set_key or job.spec.prefix != spec.prefix:
+                if job.spec.inputs != spec.inputs or job.spec.prefix != spec.prefix:
                     raise Conflict(f"run {spec.run_id} cycle {spec.cycle} is already training on "
                                    f"{self.store.uri(job.spec.train_set_key)}")
             else:
-                read_train_set_or_fail(self.store, spec.train_set_key)
+                read_train_set_or_fail(self.store, spec)
                 job = _Job(spec)
                 self._jobs[key] = job
                 threading.Thread(target=self._run_job, args=(key, job), name=f"train-{key[0]}-{key[1]}",
@@ -169,7 +171,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
 
     # -- the served student ---------------------------------------------------------------------
     def _serve_manifest_checkpoint(self, manifest: Any) -> None:
-        out = next((manifest.outputs[n] for n in CHECKPOINT_NAMES if n in manifest.outputs), None)
+        out = checkpoint_entry(manifest)
         if out is None:
             return
         current = self._student
