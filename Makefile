@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 # CPU torch is pinned through the constraints file; it also fixes every other version CI uses.
 CONSTRAINTS ?= constraints.txt
-SERVICES := shared services/feedback services/teacher[hf] services/trainer services/questions
+SERVICES := shared services/feedback services/teacher[hf] services/trainer services/questions services/controller[kubernetes]
 DEV_TOOLS := pytest pytest-timeout psutil ruff import-linter grpcio-tools 'moto[server]' boto3 kubernetes kubernetes-validate helm-python-sdk
 
 .PHONY: install test lint protos bench demo clean check-protos

@@ -1,4 +1,4 @@
-"""Checks on the project's own seed question pool (services/questions/.../data/seed.jsonl).
+"""Checks on the project's own seed question pool (shared/iterkd/shared/data/seed.jsonl).
 
 1. schema: keys, types, unique ids and entry points, balanced levels;
 2. every canonical solution passes its own tests, in the feedback sandbox;
@@ -22,7 +22,7 @@ from iterkd.questions.decontam import build_decontaminator, problem_text
 from iterkd.shared.formats import Problem, read_problems
 
 REPO = Path(__file__).resolve().parents[2]
-SEED_PATH = REPO / "services" / "questions" / "iterkd" / "questions" / "data" / "seed.jsonl"
+SEED_PATH = REPO / "shared" / "iterkd" / "shared" / "data" / "seed.jsonl"
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 KEYS = {

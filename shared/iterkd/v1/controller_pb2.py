@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aiterkd/v1/controller.proto\x12\titerkd.v1\"F\n\x0fStartRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63onfig_yaml\x18\x02 \x01(\t\x12\x0e\n\x06\x63ycles\x18\x03 \x01(\x05\"\xd6\x01\n\x0bStageStatus\x12\r\n\x05\x63ycle\x18\x01 \x01(\x05\x12\r\n\x05stage\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\x05\x12\x12\n\nduration_s\x18\x05 \x01(\x01\x12\x34\n\x07metrics\x18\x06 \x03(\x0b\x32#.iterkd.v1.StageStatus.MetricsEntry\x12\x0f\n\x07message\x18\x07 \x01(\t\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xb8\x01\n\tRunStatus\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x0e\n\x06\x63ycles\x18\x03 \x01(\x05\x12\x15\n\rcurrent_cycle\x18\x04 \x01(\x05\x12\x15\n\rcurrent_stage\x18\x05 \x01(\t\x12&\n\x06stages\x18\x06 \x03(\x0b\x32\x16.iterkd.v1.StageStatus\x12\x12\n\ncreated_at\x18\x07 \x01(\t\x12\x12\n\nupdated_at\x18\x08 \x01(\t\"\x1f\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"\x11\n\x0fListRunsRequest\"6\n\x10ListRunsResponse\x12\"\n\x04runs\x18\x01 \x03(\x0b\x32\x14.iterkd.v1.RunStatus\"!\n\x0fWatchRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"\"\n\x10\x43\x61ncelRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t2\xd2\x02\n\x11\x43ontrollerService\x12<\n\x08StartRun\x12\x1a.iterkd.v1.StartRunRequest\x1a\x14.iterkd.v1.RunStatus\x12\x38\n\x06GetRun\x12\x18.iterkd.v1.GetRunRequest\x1a\x14.iterkd.v1.RunStatus\x12\x43\n\x08ListRuns\x12\x1a.iterkd.v1.ListRunsRequest\x1a\x1b.iterkd.v1.ListRunsResponse\x12@\n\x08WatchRun\x12\x1a.iterkd.v1.WatchRunRequest\x1a\x16.iterkd.v1.StageStatus0\x01\x12>\n\tCancelRun\x12\x1b.iterkd.v1.CancelRunRequest\x1a\x14.iterkd.v1.RunStatusb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aiterkd/v1/controller.proto\x12\titerkd.v1\"n\n\x0fStartRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63onfig_yaml\x18\x02 \x01(\t\x12\x0e\n\x06resume\x18\x03 \x01(\x08\x12\x12\n\nfrom_stage\x18\x04 \x01(\t\x12\x12\n\nfrom_cycle\x18\x05 \x01(\x05\"\xff\x01\n\x0bStageStatus\x12\r\n\x05\x63ycle\x18\x01 \x01(\x05\x12\r\n\x05stage\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\x05\x12\x12\n\nduration_s\x18\x05 \x01(\x01\x12\x34\n\x07metrics\x18\x06 \x03(\x0b\x32#.iterkd.v1.StageStatus.MetricsEntry\x12\x0f\n\x07message\x18\x07 \x01(\t\x12\x12\n\nstarted_at\x18\x08 \x01(\t\x12\x13\n\x0b\x66inished_at\x18\t \x01(\t\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xe0\x02\n\x0c\x43ycleMetrics\x12\x1e\n\x11student_pass_at_1\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x1e\n\x11teacher_pass_rate\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x15\n\x08sft_loss\x18\x03 \x01(\x01H\x02\x88\x01\x01\x12\x1f\n\x12\x63ontrastive_margin\x18\x04 \x01(\x01H\x03\x88\x01\x01\x12\x16\n\tpool_size\x18\x05 \x01(\x03H\x04\x88\x01\x01\x12\x33\n\x06levels\x18\x06 \x03(\x0b\x32#.iterkd.v1.CycleMetrics.LevelsEntry\x1a-\n\x0bLevelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x42\x14\n\x12_student_pass_at_1B\x14\n\x12_teacher_pass_rateB\x0b\n\t_sft_lossB\x15\n\x13_contrastive_marginB\x0c\n\n_pool_size\"}\n\x0b\x43ycleStatus\x12\r\n\x05\x63ycle\x18\x01 \x01(\x05\x12\r\n\x05state\x18\x02 \x01(\t\x12&\n\x06stages\x18\x03 \x03(\x0b\x32\x16.iterkd.v1.StageStatus\x12(\n\x07metrics\x18\x04 \x01(\x0b\x32\x17.iterkd.v1.CycleMetrics\"\x89\x02\n\tRunStatus\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x0e\n\x06\x63ycles\x18\x03 \x01(\x05\x12\x15\n\rcurrent_cycle\x18\x04 \x01(\x05\x12\x15\n\rcurrent_stage\x18\x05 \x01(\t\x12&\n\x06stages\x18\x06 \x03(\x0b\x32\x16.iterkd.v1.StageStatus\x12\x12\n\ncreated_at\x18\x07 \x01(\t\x12\x12\n\nupdated_at\x18\x08 \x01(\t\x12\x10\n\x08progress\x18\t \x01(\x01\x12\x0f\n\x07message\x18\n \x01(\t\x12,\n\x0c\x63ycle_status\x18\x0b \x03(\x0b\x32\x16.iterkd.v1.CycleStatus\"\x1f\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"\x11\n\x0fListRunsRequest\"6\n\x10ListRunsResponse\x12\"\n\x04runs\x18\x01 \x03(\x0b\x32\x14.iterkd.v1.RunStatus\"!\n\x0fWatchRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"\xfe\x01\n\x08RunEvent\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\r\n\x05\x63ycle\x18\x02 \x01(\x05\x12\r\n\x05stage\x18\x03 \x01(\t\x12\r\n\x05state\x18\x04 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\x05\x12\x12\n\nduration_s\x18\x06 \x01(\x01\x12\x31\n\x07metrics\x18\x07 \x03(\x0b\x32 .iterkd.v1.RunEvent.MetricsEntry\x12\x0f\n\x07message\x18\x08 \x01(\t\x12\x10\n\x08progress\x18\t \x01(\x01\x12\n\n\x02ts\x18\n \x01(\t\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\"\n\x10\x43\x61ncelRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t2\xcf\x02\n\x11\x43ontrollerService\x12<\n\x08StartRun\x12\x1a.iterkd.v1.StartRunRequest\x1a\x14.iterkd.v1.RunStatus\x12\x38\n\x06GetRun\x12\x18.iterkd.v1.GetRunRequest\x1a\x14.iterkd.v1.RunStatus\x12\x43\n\x08ListRuns\x12\x1a.iterkd.v1.ListRunsRequest\x1a\x1b.iterkd.v1.ListRunsResponse\x12=\n\x08WatchRun\x12\x1a.iterkd.v1.WatchRunRequest\x1a\x13.iterkd.v1.RunEvent0\x01\x12>\n\tCancelRun\x12\x1b.iterkd.v1.CancelRunRequest\x1a\x14.iterkd.v1.RunStatusb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,24 +33,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_STAGESTATUS_METRICSENTRY']._loaded_options = None
   _globals['_STAGESTATUS_METRICSENTRY']._serialized_options = b'8\001'
+  _globals['_CYCLEMETRICS_LEVELSENTRY']._loaded_options = None
+  _globals['_CYCLEMETRICS_LEVELSENTRY']._serialized_options = b'8\001'
+  _globals['_RUNEVENT_METRICSENTRY']._loaded_options = None
+  _globals['_RUNEVENT_METRICSENTRY']._serialized_options = b'8\001'
   _globals['_STARTRUNREQUEST']._serialized_start=41
-  _globals['_STARTRUNREQUEST']._serialized_end=111
-  _globals['_STAGESTATUS']._serialized_start=114
-  _globals['_STAGESTATUS']._serialized_end=328
-  _globals['_STAGESTATUS_METRICSENTRY']._serialized_start=282
-  _globals['_STAGESTATUS_METRICSENTRY']._serialized_end=328
-  _globals['_RUNSTATUS']._serialized_start=331
-  _globals['_RUNSTATUS']._serialized_end=515
-  _globals['_GETRUNREQUEST']._serialized_start=517
-  _globals['_GETRUNREQUEST']._serialized_end=548
-  _globals['_LISTRUNSREQUEST']._serialized_start=550
-  _globals['_LISTRUNSREQUEST']._serialized_end=567
-  _globals['_LISTRUNSRESPONSE']._serialized_start=569
-  _globals['_LISTRUNSRESPONSE']._serialized_end=623
-  _globals['_WATCHRUNREQUEST']._serialized_start=625
-  _globals['_WATCHRUNREQUEST']._serialized_end=658
-  _globals['_CANCELRUNREQUEST']._serialized_start=660
-  _globals['_CANCELRUNREQUEST']._serialized_end=694
-  _globals['_CONTROLLERSERVICE']._serialized_start=697
-  _globals['_CONTROLLERSERVICE']._serialized_end=1035
+  _globals['_STARTRUNREQUEST']._serialized_end=151
+  _globals['_STAGESTATUS']._serialized_start=154
+  _globals['_STAGESTATUS']._serialized_end=409
+  _globals['_STAGESTATUS_METRICSENTRY']._serialized_start=363
+  _globals['_STAGESTATUS_METRICSENTRY']._serialized_end=409
+  _globals['_CYCLEMETRICS']._serialized_start=412
+  _globals['_CYCLEMETRICS']._serialized_end=764
+  _globals['_CYCLEMETRICS_LEVELSENTRY']._serialized_start=625
+  _globals['_CYCLEMETRICS_LEVELSENTRY']._serialized_end=670
+  _globals['_CYCLESTATUS']._serialized_start=766
+  _globals['_CYCLESTATUS']._serialized_end=891
+  _globals['_RUNSTATUS']._serialized_start=894
+  _globals['_RUNSTATUS']._serialized_end=1159
+  _globals['_GETRUNREQUEST']._serialized_start=1161
+  _globals['_GETRUNREQUEST']._serialized_end=1192
+  _globals['_LISTRUNSREQUEST']._serialized_start=1194
+  _globals['_LISTRUNSREQUEST']._serialized_end=1211
+  _globals['_LISTRUNSRESPONSE']._serialized_start=1213
+  _globals['_LISTRUNSRESPONSE']._serialized_end=1267
+  _globals['_WATCHRUNREQUEST']._serialized_start=1269
+  _globals['_WATCHRUNREQUEST']._serialized_end=1302
+  _globals['_RUNEVENT']._serialized_start=1305
+  _globals['_RUNEVENT']._serialized_end=1559
+  _globals['_RUNEVENT_METRICSENTRY']._serialized_start=363
+  _globals['_RUNEVENT_METRICSENTRY']._serialized_end=409
+  _globals['_CANCELRUNREQUEST']._serialized_start=1561
+  _globals['_CANCELRUNREQUEST']._serialized_end=1595
+  _globals['_CONTROLLERSERVICE']._serialized_start=1598
+  _globals['_CONTROLLERSERVICE']._serialized_end=1933
 # @@protoc_insertion_point(module_scope)

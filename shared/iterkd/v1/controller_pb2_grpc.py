@@ -52,7 +52,7 @@ class ControllerServiceStub:
         self.WatchRun = channel.unary_stream(
                 '/iterkd.v1.ControllerService/WatchRun',
                 request_serializer=iterkd_dot_v1_dot_controller__pb2.WatchRunRequest.SerializeToString,
-                response_deserializer=iterkd_dot_v1_dot_controller__pb2.StageStatus.FromString,
+                response_deserializer=iterkd_dot_v1_dot_controller__pb2.RunEvent.FromString,
                 _registered_method=True)
         self.CancelRun = channel.unary_unary(
                 '/iterkd.v1.ControllerService/CancelRun',
@@ -83,7 +83,7 @@ class ControllerServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def WatchRun(self, request, context):
-        """One StageStatus per transition until the run ends.
+        """Every transition of the run so far, then each new one until the run ends.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -116,7 +116,7 @@ def add_ControllerServiceServicer_to_server(servicer, server):
             'WatchRun': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchRun,
                     request_deserializer=iterkd_dot_v1_dot_controller__pb2.WatchRunRequest.FromString,
-                    response_serializer=iterkd_dot_v1_dot_controller__pb2.StageStatus.SerializeToString,
+                    response_serializer=iterkd_dot_v1_dot_controller__pb2.RunEvent.SerializeToString,
             ),
             'CancelRun': grpc.unary_unary_rpc_method_handler(
                     servicer.CancelRun,
@@ -231,7 +231,7 @@ class ControllerService:
             target,
             '/iterkd.v1.ControllerService/WatchRun',
             iterkd_dot_v1_dot_controller__pb2.WatchRunRequest.SerializeToString,
-            iterkd_dot_v1_dot_controller__pb2.StageStatus.FromString,
+            iterkd_dot_v1_dot_controller__pb2.RunEvent.FromString,
             options,
             channel_credentials,
             insecure,

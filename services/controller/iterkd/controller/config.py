@@ -1,0 +1,216 @@
+"""The run configuration (the ``run`` section) and the controller's own section.
+
+One YAML file configures a whole local run: the shared ``store`` and ``logging``, one section per
+service (which the local executor hands to the services it starts), ``controller`` (executor,
+retries, Kubernetes settings) and ``run`` (what to distill: pool, cycles, per-stage parameters,
+evaluation). In a cluster a DistillationRun's spec is exactly the ``run`` section.
+
+:func:`embedded_config` is the embedded default that ``make demo`` runs and that every command uses
+when it is given no ``--config``: tiny local models and a local store under ``$ITERKD_HOME``
+(default ``~/.iterkd``), so after ``make demo`` a bare ``iterkd status`` finds the run.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import ConfigDict, Field, model_validator
+
+from iterkd.shared.config import FileConfig, Section, ServerConfig, load_config, parse_config
+
+STAGE_NAMES = ("teacher-solve", "verify", "train", "student-solve", "feedback", "evolve", "evaluate")
+
+
+class Sampling(Section):
+    """Generation parameters of a solve step (the proto's GenerationParams)."""
+
+    n: int = Field(default=2, ge=1)
+    temperature: float = Field(default=0.8, ge=0)
+    top_p: float = Field(default=0.95, gt=0, le=1)
+    max_new_tokens: int = Field(default=256, ge=1)
+    use_chat_template: bool = True
+
+
+class TeacherSolveStage(Sampling):
+    include_references: bool = Field(
+        default=False, description="also verify each problem's reference solution as a sample (tiny teachers)")
+
+
+class VerifyStage(Section):
+    timeout_s: float = Field(default=0, ge=0, description="per answer; 0 = the feedback service's default")
+
+
+class TrainStage(Section):
+    config: dict[str, Any] = Field(default_factory=dict,
+                                   description="overrides of the trainer's lora/loss/optim/prompts sections")
+
+
+class FeedbackStage(Section):
+    static: bool = True
+    judge: bool = True
+    timeout_s: float = Field(default=0, ge=0)
+
+
+class EvolveStage(Section):
+    config: dict[str, Any] = Field(default_factory=dict,
+                                   description="overrides of the question service's levels/generation/validation/"
+                                               "dedup/pool sections")
+
+
+class EvaluateStage(Sampling):
+    n: int = Field(default=1, ge=1)
+    temperature: float = Field(default=0.0, ge=0)
+    k: list[int] = Field(default_factory=lambda: [1])
+    timeout_s: float = Field(default=0, ge=0)
+
+
+class Stages(Section):
+    teacher_solve: TeacherSolveStage = Field(default_factory=TeacherSolveStage, alias="teacher-solve")
+    verify: VerifyStage = Field(default_factory=VerifyStage)
+    train: TrainStage = Field(default_factory=TrainStage)
+    student_solve: Sampling = Field(default_factory=Sampling, alias="student-solve")
+    feedback: FeedbackStage = Field(default_factory=FeedbackStage)
+    evolve: EvolveStage = Field(default_factory=EvolveStage)
+    evaluate: EvaluateStage = Field(default_factory=EvaluateStage)
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class ProblemSet(Section):
+    """Where a problem set comes from: ``seed`` (the built-in seed questions), ``humaneval``,
+    ``mbpp`` (its test split, from ``$ITERKD_MBPP``), ``miniature:SPLIT`` (the miniature world),
+    or a path to a problems file (JSON Lines or a JSON array; relative to the config file)."""
+
+    source: str = "seed"
+    limit: int | None = Field(default=None, ge=1, description="use the first N problems (evenly spread)")
+    seed: int = 0
+
+
+class RunConfig(Section):
+    """What one distillation run does (the ``run`` section; a DistillationRun's spec)."""
+
+    cycles: int = Field(default=2, ge=1, le=1000)
+    seed: int = 0
+    pool: ProblemSet = Field(default_factory=ProblemSet)
+    eval: ProblemSet = Field(default_factory=lambda: ProblemSet(source="humaneval", limit=16))
+    stages: Stages = Field(default_factory=Stages)
+
+
+class RetryConfig(Section):
+    max_attempts: int = Field(default=2, ge=1, description="attempts per stage for retryable failures")
+    backoff_s: float = Field(default=2.0, ge=0)
+
+
+class KubernetesConfig(Section):
+    """How stage Jobs are made (used by the kubernetes executor)."""
+
+    namespace: str = "iterkd"
+    stage_image: str = "iterkd/controller:0.1.0"
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    service_account: str = ""
+    config_map: str = "iterkd-config"
+    backoff_limit: int = Field(default=3, ge=0)
+    active_deadline_s: int = Field(default=6 * 3600, ge=1)
+    pending_deadline_s: int = Field(default=600, ge=1,
+                                    description="fail a stage whose pod has not started within this time")
+    ttl_after_success_s: int = Field(default=3600, ge=0)
+    ttl_after_failure_s: int = Field(default=7 * 24 * 3600, ge=0)
+    non_retryable_exit_codes: list[int] = Field(default_factory=lambda: [2])
+    resources: dict[str, Any] = Field(default_factory=lambda: {
+        "requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "512Mi"}})
+    services: dict[str, str] = Field(default_factory=lambda: {
+        "teacher": "iterkd-teacher:50051", "trainer": "iterkd-trainer:50052",
+        "feedback": "iterkd-feedback:50053", "questions": "iterkd-questions:50054"})
+
+
+class ControllerConfig(Section):
+    server: ServerConfig = ServerConfig(port=50055)
+    executor: Literal["local", "kubernetes"] = "local"
+    # local executor: services to use instead of starting them (name -> host:port)
+    services: dict[str, str] = Field(default_factory=dict)
+    workdir: str = Field(default="", description="service logs and scratch (local); default: beside the store")
+    rpc_timeout_s: float = Field(default=6 * 3600, gt=0)
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+    kubernetes: KubernetesConfig = Field(default_factory=KubernetesConfig)
+
+    @model_validator(mode="after")
+    def _check(self) -> ControllerConfig:
+        unknown = sorted(set(self.services) - {"teacher", "trainer", "feedback", "questions"})
+        if unknown:
+            raise ValueError(f"services: unknown service(s) {', '.join(unknown)}")
+        return self
+
+
+class ControllerFileConfig(FileConfig):
+    controller: ControllerConfig = Field(default_factory=ControllerConfig)
+    run: RunConfig = Field(default_factory=RunConfig)
+
+
+def iterkd_home() -> Path:
+    return Path(os.environ.get("ITERKD_HOME") or Path.home() / ".iterkd").expanduser()
+
+
+def embedded_config(questions: int | None = 24, cycles: int = 2, workdir: str | os.PathLike[str] | None = None,
+                    eval_size: int = 16) -> dict[str, Any]:
+    """The embedded default (what ``make demo`` runs): tiny local models under the work folder."""
+    home = Path(workdir).expanduser().resolve() if workdir else iterkd_home()
+    models = home / "models"
+    return {
+        "store": {"backend": "local", "root": str(home / "store")},
+        "logging": {"level": "INFO", "format": "json"},
+        "controller": {"executor": "local", "workdir": str(home)},
+        "teacher": {"backend": "hf", "model": str(models / "teacher"), "micro_batch_size": 16,
+                    "prompts": {"use_chat_template": True}},
+        "trainer": {
+            "base_model": str(models / "student"), "device": "cpu", "prompts": {"use_chat_template": True},
+            "lora": {"r": 8, "alpha": 16},
+            "loss": {"loss_type": "infonce", "lambda": 0.5, "max_rejected": 2},
+            "optim": {"lr": 5e-3, "epochs": 2, "batch_size": 8, "max_length": 1024, "save_every_steps": 10},
+        },
+        "feedback": {"sandbox": {"timeout_s": 3.0}, "judge": {"enabled": True, "max_new_tokens": 48}},
+        "questions": {"generation": {"per_question": {"mastered": 1, "learning": 1, "struggling": 1},
+                                     "max_new_tokens": 160, "samples_per_question": 1,
+                                     "solve_max_new_tokens": 160}},
+        "run": {
+            "cycles": cycles,
+            "seed": 0,
+            "pool": {"source": "seed", **({"limit": questions} if questions else {})},
+            "eval": {"source": "humaneval", "limit": eval_size},
+            "stages": {
+                # Tiny random models write no working code: the pool's reference solutions are
+                # verified beside the teacher's answers so the student has correct answers to learn.
+                "teacher-solve": {"n": 2, "temperature": 0.8, "max_new_tokens": 160, "include_references": True},
+                "student-solve": {"n": 2, "temperature": 0.8, "max_new_tokens": 160},
+                "evaluate": {"max_new_tokens": 128},
+            },
+        },
+    }
+
+
+def embedded_config_yaml(**kwargs: Any) -> str:
+    head = ("# IterKD's embedded default: tiny local models, a local store, the four services started on\n"
+            "# 127.0.0.1 by `iterkd run`. Tiny models show the mechanics, not quality.\n")
+    return head + yaml.safe_dump(embedded_config(**kwargs), sort_keys=False)
+
+
+def load_run_config(path: str | os.PathLike[str] | None) -> tuple[ControllerFileConfig, dict[str, Any]]:
+    """The validated file (the embedded default when ``path`` is None) and its raw mapping, which
+    the local executor hands to the services it starts."""
+    if path is None:
+        raw = embedded_config()
+        return parse_config(raw, ControllerFileConfig, "<embedded default>"), raw
+    cfg = load_config(path, ControllerFileConfig)
+    raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    # Relative paths resolve against the config file's folder, as the store root does.
+    raw.setdefault("store", {})
+    if cfg.store.backend == "local":
+        raw["store"]["root"] = cfg.store.root
+    return cfg, raw
+
+
+def run_schema() -> dict[str, Any]:
+    """The JSON schema of the whole configuration file (``iterkd config schema``)."""
+    return ControllerFileConfig.model_json_schema(by_alias=True)

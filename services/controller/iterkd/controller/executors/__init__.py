@@ -1,0 +1,1 @@
+"""Executors: where a stage runs (this process, or a Kubernetes Job)."""

@@ -1,0 +1,56 @@
+"""A run's own inputs: the seed pool and the evaluation set, written once when the run starts.
+
+They are the only artifacts the controller writes (``runs/{run}/inputs/``); every other artifact
+is a stage's output. A problem set comes from the built-in seed questions, HumanEval, MBPP's test
+split, the miniature world, or a file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import iterkd.shared
+from iterkd.controller.config import ProblemSet
+from iterkd.shared.config import ConfigError
+from iterkd.shared.formats import Problem, load_humaneval, load_mbpp, read_problems
+
+SEED_FILE = Path(iterkd.shared.__file__).parent / "data" / "seed.jsonl"
+
+
+def _spread(problems: list[Problem], limit: int | None) -> list[Problem]:
+    """The first ``limit`` problems taken evenly across the set (easy to hard in the seed set)."""
+    if not limit or limit >= len(problems):
+        return problems
+    step = len(problems) / limit
+    return [problems[int(i * step)] for i in range(limit)]
+
+
+def load_problem_set(ps: ProblemSet, field: str, base_dir: Path | None = None) -> list[Problem]:
+    """The problems a ProblemSet names; ConfigError naming ``field`` when they cannot be had."""
+    source = ps.source
+    if source == "seed":
+        problems = read_problems(SEED_FILE)
+    elif source == "humaneval":
+        problems = load_humaneval()
+    elif source == "mbpp":
+        path = os.environ.get("ITERKD_MBPP")
+        if not path:
+            raise ConfigError(f"{field}.source: mbpp needs ITERKD_MBPP set to mbpp.jsonl or sanitized-mbpp.json")
+        problems = load_mbpp(path, split="test")
+    elif source.startswith("miniature:"):
+        try:
+            from iterkd.shared.miniature import split_problems  # type: ignore[import-not-found]
+        except ImportError:
+            raise ConfigError(f"{field}.source: the miniature world is not installed") from None
+        problems = split_problems(source.split(":", 1)[1], n=ps.limit or 100, seed=ps.seed)
+    else:
+        path = Path(source).expanduser()
+        if not path.is_absolute() and base_dir is not None:
+            path = base_dir / path
+        if not path.exists():
+            raise ConfigError(f"{field}.source: no such file {path} (or use seed, humaneval, mbpp, miniature:SPLIT)")
+        problems = read_problems(path)
+    if not problems:
+        raise ConfigError(f"{field}.source: {source} has no problems")
+    return _spread(problems, ps.limit)

@@ -1,0 +1,132 @@
+"""A run's status as one JSON object (``iterkd status --json``, GetRun, the report) and as a table.
+
+Per cycle: its state, each stage's record and the cycle's key metrics, read from the stages'
+manifests and outputs: student_pass_at_1 (evaluate), teacher_pass_rate (verify, the teacher's own
+answers only: reference solutions verified beside them are left out), sft_loss and
+contrastive_margin (train), pool_size (the cycle's pool) and levels (evolve: level -> count).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from iterkd.controller.planner import pool_key
+from iterkd.controller.runs import RunRecord
+from iterkd.shared.formats import Sample, Verdict
+from iterkd.shared.stages import output_key, read_manifest, stage_prefix
+from iterkd.shared.store import ArtifactNotFound, ArtifactStore
+
+LEVELS = ("mastered", "learning", "struggling")
+
+
+def _count_lines(store: ArtifactStore, key: str) -> int | None:
+    try:
+        return sum(1 for line in store.get_bytes(key).splitlines() if line.strip())
+    except ArtifactNotFound:
+        return None
+
+
+def teacher_pass_rate(store: ArtifactStore, run_id: str, cycle: int) -> float | None:
+    """Passed / verified over the teacher's own answers (samples whose model is not "reference")."""
+    if read_manifest(store, stage_prefix(run_id, cycle, "verify")) is None:
+        return None
+    try:
+        samples = store.get_jsonl(output_key(run_id, cycle, "teacher-solve", "samples.jsonl"), Sample)
+        verdicts = store.get_jsonl(output_key(run_id, cycle, "verify", "verdicts.jsonl"), Verdict)
+    except ArtifactNotFound:
+        return None
+    teacher = {s.sample_id for s in samples if s.model != "reference"}
+    rows = [v.passed for v in verdicts if v.sample_id in teacher]
+    return sum(rows) / len(rows) if rows else None
+
+
+def cycle_metrics(store: ArtifactStore, run_id: str, cycle: int) -> dict[str, Any]:
+    def metric(stage: str, name: str) -> float | None:
+        m = read_manifest(store, stage_prefix(run_id, cycle, stage))
+        return m.metrics.get(name) if m is not None else None
+
+    evolve = read_manifest(store, stage_prefix(run_id, cycle, "evolve"))
+    levels = ({lv: int(evolve.metrics.get(f"{lv}.problems", 0)) for lv in LEVELS} if evolve is not None else None)
+    return {
+        "student_pass_at_1": metric("evaluate", "pass@1"),
+        "teacher_pass_rate": teacher_pass_rate(store, run_id, cycle),
+        "sft_loss": metric("train", "sft_loss"),
+        "contrastive_margin": metric("train", "margin"),
+        "pool_size": _count_lines(store, pool_key(run_id, cycle)),
+        "levels": levels,
+    }
+
+
+def _cycle_state(states: list[str]) -> str:
+    for s in ("failed", "cancelled", "running"):
+        if s in states:
+            return s
+    if all(s == "succeeded" for s in states):
+        return "succeeded"
+    return "running" if "succeeded" in states else "pending"
+
+
+def run_status(store: ArtifactStore, record: RunRecord) -> dict[str, Any]:
+    current = record.current
+    cycles = []
+    for c in range(1, record.cycles + 1):
+        recs = [r for r in record.stages if r.cycle == c]
+        cycles.append({
+            "cycle": c,
+            "state": _cycle_state([r.state for r in recs]),
+            "stages": [{"name": r.stage, "state": r.state, "attempt": r.attempt, "duration_s": r.duration_s,
+                        "message": r.message} for r in recs],
+            "metrics": cycle_metrics(store, record.run_id, c),
+        })
+    return {
+        "run": record.run_id,
+        "state": record.state,
+        "current_cycle": current.cycle if current is not None else record.cycles,
+        "current_stage": current.stage if current is not None else None,
+        "progress": round(record.progress, 4),
+        "message": record.message,
+        "created_at": record.created_at,
+        "updated_at": record.updated_at,
+        "cycles": cycles,
+    }
+
+
+def _fmt(v: Any, spec: str = ".3f") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def render_table(status: dict[str, Any]) -> Any:
+    """A rich renderable a person reads at a glance."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    head = Text.assemble(
+        ("run ", "bold"), status["run"], "  ", (status["state"], _STYLE.get(status["state"], "")),
+        f"  {status['progress'] * 100:.0f}%",
+        f"  cycle {status['current_cycle']}" + (f" {status['current_stage']}" if status["current_stage"] else ""))
+    table = Table(show_edge=False, pad_edge=False)
+    table.add_column("cycle", justify="right")
+    stage_names = [s["name"] for s in status["cycles"][0]["stages"]] if status["cycles"] else []
+    for name in stage_names:
+        table.add_column(name, justify="center")
+    for col in ("pass@1", "teacher", "sft", "margin", "pool", "levels m/l/s"):
+        table.add_column(col, justify="right")
+    for c in status["cycles"]:
+        m = c["metrics"]
+        cells = [Text(_MARK.get(s["state"], "?"), style=_STYLE.get(s["state"], "")) for s in c["stages"]]
+        lv = m["levels"]
+        table.add_row(str(c["cycle"]), *cells, _fmt(m["student_pass_at_1"]), _fmt(m["teacher_pass_rate"], ".2f"),
+                      _fmt(m["sft_loss"]), _fmt(m["contrastive_margin"], "+.3f"), _fmt(m["pool_size"], "d"),
+                      "/".join(str(lv[k]) for k in LEVELS) if lv else "-")
+    parts: list[Any] = [head, table]
+    failed = [(c["cycle"], s) for c in status["cycles"] for s in c["stages"] if s["state"] == "failed"]
+    for cycle, s in failed:
+        parts.append(Text(f"cycle {cycle} {s['name']} failed (attempt {s['attempt']}): {s['message']}", style="red"))
+    if status["message"] and status["state"] != "failed":
+        parts.append(Text(status["message"], style="dim"))
+    return Group(*parts)
+
+
+_MARK = {"succeeded": "✓", "running": "…", "failed": "✗", "cancelled": "⊘", "pending": "·"}
+_STYLE = {"succeeded": "green", "running": "yellow", "failed": "red", "cancelled": "magenta", "pending": "dim"}

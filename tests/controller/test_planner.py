@@ -1,0 +1,77 @@
+"""The planner decides from manifests alone; --from-stage sets finished work aside, never reuses it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from iterkd.controller.config import RunConfig
+from iterkd.controller.executors.local import LocalExecutor
+from iterkd.controller.orchestrator import Orchestrator
+from iterkd.controller.planner import Step, next_step, pool_key, stage_inputs
+from iterkd.controller.runs import RunStore
+from iterkd.shared.stages import STAGES, StageWriter, stage_prefix
+from iterkd.shared.store import LocalStore
+
+
+def finish(store: LocalStore, run: str, cycle: int, stage: str, outputs: dict[str, bytes] | None = None) -> None:
+    with StageWriter(store, stage_prefix(run, cycle, stage), stage, run, cycle) as w:
+        for name, data in (outputs or {"out.jsonl": b"{}\n"}).items():
+            w.put_bytes(name, data)
+
+
+def test_next_step_is_the_first_stage_without_a_manifest(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    assert next_step(store, "r", 2) == Step(1, "teacher-solve")
+    for stage in STAGES:
+        finish(store, "r", 1, stage)
+    finish(store, "r", 2, "teacher-solve")
+    assert next_step(store, "r", 2) == Step(2, "verify")
+    store.put_bytes(f"{stage_prefix('r', 2, 'verify')}/verdicts.jsonl", b"")  # outputs without a manifest
+    assert next_step(store, "r", 2) == Step(2, "verify")  # ... are not a finished stage
+    for stage in STAGES[1:]:
+        finish(store, "r", 2, stage)
+    assert next_step(store, "r", 2) is None
+
+
+def test_inputs_follow_the_cycle_the_pool_and_the_last_checkpoint(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    assert pool_key("r", 1) == "runs/r/inputs/pool.jsonl"
+    assert pool_key("r", 2) == "runs/r/cycle-001/evolve/next_pool.jsonl"
+    train1 = stage_inputs(store, "r", Step(1, "train"))
+    assert train1 == {"problems": "runs/r/inputs/pool.jsonl", "samples": "runs/r/cycle-001/teacher-solve/samples.jsonl",
+                      "verdicts": "runs/r/cycle-001/verify/verdicts.jsonl"}  # no checkpoint before cycle 1
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / "adapter_model.safetensors").write_bytes(b"w")
+    with StageWriter(store, stage_prefix("r", 1, "train"), "train", "r", 1) as w:
+        w.put_dir("adapter", tmp_path / "ckpt")
+    assert stage_inputs(store, "r", Step(2, "train"))["init"] == "runs/r/cycle-001/train/adapter"
+    assert stage_inputs(store, "r", Step(1, "student-solve"))["checkpoint"] == "runs/r/cycle-001/train/adapter"
+    assert stage_inputs(store, "r", Step(2, "evaluate")) == {
+        "problems": "runs/r/inputs/eval.jsonl", "samples": "runs/r/cycle-002/evaluate/solve/samples.jsonl"}
+
+
+def test_from_stage_sets_later_outputs_aside_and_progress_counts_them_again(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    orch = Orchestrator(store, LocalExecutor(store, {}))
+    cfg = RunConfig.model_validate({"cycles": 2, "pool": {"source": "seed", "limit": 2},
+                                    "eval": {"source": "seed", "limit": 1}})
+    record = orch.create(cfg, "r")
+    assert store.exists("runs/r/inputs/pool.jsonl") and record.progress == 0
+    for cycle in (1, 2):
+        for stage in STAGES:
+            finish(store, "r", cycle, stage, {"out.jsonl": f"{cycle}-{stage}".encode()})
+    orch.reconcile(record)
+    RunStore(store).save(record)
+    assert record.progress == 1.0
+
+    moved = orch.rerun_from("r", Step(2, "feedback"))
+    assert moved == [stage_prefix("r", 2, s) for s in ("feedback", "evolve", "evaluate")]
+    assert next_step(store, "r", 2) == Step(2, "feedback")
+    aside = [k for k in store.list("runs/r/set-aside")]
+    assert sorted(k.split("/", 4)[-1] for k in aside if k.endswith("out.jsonl")) == [
+        "cycle-002/evaluate/out.jsonl", "cycle-002/evolve/out.jsonl", "cycle-002/feedback/out.jsonl"]
+    again = RunStore(store).load("r")
+    assert again.state == "pending" and again.progress == 11 / 14
+    assert again.record(2, "feedback").state == "pending" and again.record(2, "student-solve").state == "succeeded"
+    events = RunStore(store).events("r")
+    assert events[-1]["message"] == "set aside 3 finished stage(s)"
