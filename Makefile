@@ -31,8 +31,18 @@ protos: install
 bench: install
 	$(PY) bench/run_all.py
 
+# The embedded default: tiny local models and a local store under $(ITERKD_HOME); `iterkd status`,
+# `iterkd report` and `iterkd runs` find the run there afterwards.
+ITERKD_HOME ?= $(HOME)/.iterkd
+export ITERKD_HOME
+IKD := $(VENV)/bin/iterkd
+
 demo: install
-	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) examples/demo.py
+	@test -f $(ITERKD_HOME)/models/teacher/config.json || \
+	  $(IKD) models tiny --out $(ITERKD_HOME)/models/teacher --preset small --seed 0 --warmup-steps 60 --overwrite
+	@test -f $(ITERKD_HOME)/models/student/config.json || \
+	  $(IKD) models tiny --out $(ITERKD_HOME)/models/student --preset small --seed 1 --warmup-steps 60 --overwrite
+	$(IKD) run
 
 clean:
 	rm -rf $(VENV) .pytest_cache
