@@ -254,7 +254,7 @@ def run_cycles(targets: dict[str, str], store_root: Path, cycles: int, pool_size
 
         # evaluate ------------------------------------------------------------------------------------
         ev = stage_prefix(RUN, cycle, "evaluate")
-        he_samples = f"{ev}/humaneval_samples.jsonl"
+        he_samples = f"{ev}/solve/samples.jsonl"  # the evaluate stage's solve step
         if read_manifest(store, ev) is None and not store.exists(he_samples):
             trainer.Solve(common_pb2.SolveRequest(
                 run=run, problems_uri=store.uri(eval_key), samples_uri=store.uri(he_samples),
