@@ -71,6 +71,8 @@ def test_train_streams_caches_and_serves_the_student(
     assert solved.problems == 1 and solved.samples_written == 2
     rows = store.get_jsonl("runs/svc/cycle-000/student-solve/samples.jsonl", Sample)
     assert [r.sample_id for r in rows] == ["p1#0", "p1#1"]
+    solve_manifest = json.loads(store.local_path("runs/svc/cycle-000/student-solve/_manifest.json").read_text())
+    assert solve_manifest["inputs"]["checkpoint"]["uri"] == done.checkpoint.uri  # the student it served
 
     base = stub.LoadStudent(trainer_pb2.LoadStudentRequest())
     assert base.adapter == ""
@@ -109,9 +111,9 @@ def test_bad_train_requests_are_invalid_argument(
 
 def test_bad_generate_requests_are_invalid_argument(served: tuple[Any, LocalStore]) -> None:
     stub, _ = served
-    for params, message in [({"max_new_tokens": 0}, "max_new_tokens must be > 0"),
+    for params, message in [({"n": 1, "max_new_tokens": 0}, "max_new_tokens must be > 0"),
                             ({"max_new_tokens": 4, "n": 99}, "params.n"),
-                            ({"max_new_tokens": 4, "temperature": -1}, "temperature")]:
+                            ({"n": 1, "max_new_tokens": 4, "temperature": -1}, "temperature")]:
         with pytest.raises(grpc.RpcError) as info:
             stub.Generate(common_pb2.GenerateRequest(prompts=[common_pb2.Prompt(id="a", text="x")],
                                                      params=common_pb2.GenerationParams(**params)))

@@ -22,8 +22,8 @@ from typing import Protocol
 from iterkd.questions.config import GenerationConfig, ValidationConfig
 from iterkd.questions.generate import Candidate, ParsedQuestion
 from iterkd.shared.inference import SamplingParams, TextGenerator
-from iterkd.shared.prompts import extract_code, render_solve_prompt
 from iterkd.shared.rpc import Unavailable, connect
+from iterkd.shared.solve import solve_answers
 from iterkd.v1 import feedback_pb2, feedback_pb2_grpc
 
 
@@ -130,14 +130,12 @@ def validate(candidates: Sequence[Candidate], generator: TextGenerator | None, e
         params = SamplingParams(n=gen.samples_per_question, max_new_tokens=gen.solve_max_new_tokens,
                                 temperature=gen.solve_temperature, top_p=gen.top_p,
                                 seed=gen.seed + 1_000_003 * cycle + 17, use_chat_template=gen.use_chat_template)
-        for start in range(0, len(candidates), gen.batch_prompts):
-            batch = candidates[start:start + gen.batch_prompts]
-            replies = generator.generate([render_solve_prompt(c.problem, gen.solve_template) for c in batch], params)
-            for i, reply in enumerate(replies):
-                for text in reply.texts:
-                    code = extract_code(text, batch[i].problem.entry_point)
-                    if code.strip():
-                        answers[start + i].append(code)
+        model = generator
+        solved = solve_answers([c.problem for c in candidates],
+                               lambda prompts, p: [g.texts for g in model.generate(prompts, p)],
+                               params, gen.solve_template, gen.batch_prompts)
+        for i, codes in enumerate(solved):
+            answers[i].extend(code for code in codes if code.strip())
     programs: list[str] = []
     spans: list[tuple[int, int, int]] = []
     for c, ans in zip(candidates, answers):

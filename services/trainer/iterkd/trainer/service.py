@@ -8,28 +8,28 @@ training runs in its own thread, so a caller that goes away does not stop it.
 Serving: Generate / Solve use the shared :class:`iterkd.shared.hf_generate.HFGenerator` on the
 current student. After a training finishes, the served student is its checkpoint (switched before
 the final ``done`` record is sent); Solve for a (run, cycle) whose train stage is done serves that
-cycle's checkpoint; LoadStudent switches explicitly. Solve asks with the configured prompt format
-(template and chat wrapping), the one the student was trained on.
+cycle's checkpoint; LoadStudent switches explicitly. Solve (:func:`iterkd.shared.solve.solve_rpc`,
+the teacher's too) asks with the configured prompt format (template and chat wrapping), the one the
+student was trained on, unless the request gives a template or asks for chat wrapping.
 """
 
 from __future__ import annotations
 
 import tempfile
 import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import grpc
 
 from iterkd.shared.config import merge_overrides
-from iterkd.shared.formats import Sample, read_problems
+from iterkd.shared.generation import GenerationLimits, check_generate
 from iterkd.shared.hf_generate import GenerationCancelled, HFGenerator
 from iterkd.shared.inference import SamplingParams
 from iterkd.shared.log import event, get_logger
-from iterkd.shared.prompts import check_template, extract_code, render_solve_prompt
 from iterkd.shared.rpc import BadRequest, Conflict, Unavailable, require
+from iterkd.shared.solve import SolveSettings, solve_rpc
 from iterkd.shared.stages import checkpoint_entry, read_manifest, stage_prefix
 from iterkd.shared.store import ArtifactStore
 from iterkd.trainer.config import TrainerConfig
@@ -90,9 +90,10 @@ class _Job:
 class _Student:
     """The served student: a generator plus where it came from."""
 
-    def __init__(self, generator: HFGenerator, checkpoint_uri: str) -> None:
+    def __init__(self, generator: HFGenerator, checkpoint_uri: str, checkpoint_key: str = "") -> None:
         self.generator = generator
         self.checkpoint_uri = checkpoint_uri
+        self.checkpoint_key = checkpoint_key
 
 
 class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
@@ -202,7 +203,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
                     gen = HFGenerator(local, device=device, micro_batch_size=mb)
                 uri = self.store.uri(key)
             gen.model_id = uri or base
-            self._student = _Student(gen, uri)
+            self._student = _Student(gen, uri, key or "")
             event(log, "student loaded", checkpoint=uri or "base", model=base)
             return self._student
 
@@ -230,79 +231,46 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
             raise BadRequest(f"checkpoint_uri: nothing in the store at {request.checkpoint_uri}")
         return self._info(self._load(key))
 
-    def _params(self, p: common_pb2.GenerationParams, prompts: int) -> SamplingParams:
-        require(prompts >= 1, "prompts: at least one prompt is required")
-        require(prompts <= self.cfg.max_batch_prompts,
-                f"prompts: {prompts} prompts, more than max_batch_prompts={self.cfg.max_batch_prompts}")
-        n = p.n or 1
-        require(1 <= n <= self.cfg.max_n, f"params.n must be in 1..{self.cfg.max_n}, got {p.n}")
-        require(p.max_new_tokens > 0, f"params.max_new_tokens must be > 0, got {p.max_new_tokens}")
-        require(p.max_new_tokens <= self.cfg.max_new_tokens,
-                f"params.max_new_tokens={p.max_new_tokens} is over the limit {self.cfg.max_new_tokens}")
-        require(p.temperature >= 0, f"params.temperature must be >= 0, got {p.temperature}")
-        require(0 <= p.top_p <= 1, f"params.top_p must be in (0, 1] (0 means 1), got {p.top_p}")
-        return SamplingParams(n=n, max_new_tokens=p.max_new_tokens, temperature=p.temperature,
-                              top_p=p.top_p or 1.0, stop=tuple(p.stop), seed=p.seed,
-                              use_chat_template=p.use_chat_template)
+    def _limits(self, student: _Student) -> GenerationLimits:
+        return GenerationLimits(self.cfg.max_n, self.cfg.max_new_tokens, self.cfg.max_batch_prompts,
+                                student.generator.context_length)
 
     def Generate(self, request: common_pb2.GenerateRequest, context: grpc.ServicerContext
                  ) -> common_pb2.GenerateResponse:
-        params = self._params(request.params, len(request.prompts))
         student = self._current()
-        texts = [p.text for p in request.prompts]
+        ids, texts, params = check_generate(request, self._limits(student))
         try:
             outs = student.generator.generate(texts, params, cancelled=lambda: not context.is_active())
         except GenerationCancelled:
             context.abort(grpc.StatusCode.CANCELLED, "the caller went away")
         reply = common_pb2.GenerateResponse(model=student.generator.model_id)
-        for prompt, samples in zip(request.prompts, outs):
+        for prompt_id, samples in zip(ids, outs):
             for i, o in enumerate(samples):
-                reply.completions.add(prompt_id=prompt.id, index=i, text=o.text, completion_tokens=o.tokens,
+                reply.completions.add(prompt_id=prompt_id, index=i, text=o.text, completion_tokens=o.tokens,
                                       finish_reason=o.finish_reason, seed=o.seed)
         return reply
 
     def Solve(self, request: common_pb2.SolveRequest, context: grpc.ServicerContext) -> common_pb2.SolveResponse:
-        t0 = time.monotonic()
-        require(bool(request.problems_uri), "problems_uri is required")
-        require(bool(request.samples_uri), "samples_uri is required")
-        problems_key = self.store.resolve(request.problems_uri)
-        samples_key = self.store.resolve(request.samples_uri)
-        template = request.prompt_template or self.cfg.prompts.solve_template
-        try:
-            check_template(template, "prompt_template")
-        except ValueError as exc:
-            raise BadRequest(str(exc)) from None
-        with tempfile.TemporaryDirectory(dir=self.workdir) as tmp:
-            path = Path(tmp) / Path(problems_key).name
-            self.store.get_file(problems_key, path)
-            problems = read_problems(path)
-        require(bool(problems), f"problems_uri: no problems in {request.problems_uri}")
+        """Solve with the student of the request's cycle where its train stage is done, else the
+        one being served; the served checkpoint is one of the stage's inputs."""
         if request.HasField("run") and request.run.run_id:
             manifest = read_manifest(self.store, stage_prefix(request.run.run_id, request.run.cycle, "train"))
             if manifest is not None:
                 self._serve_manifest_checkpoint(manifest)
         student = self._current()
-        p = request.params
-        max_new = p.max_new_tokens or min(512, self.cfg.max_new_tokens)
-        params = self._params(common_pb2.GenerationParams(
-            n=p.n or 1, max_new_tokens=max_new, temperature=p.temperature, top_p=p.top_p, stop=list(p.stop),
-            seed=p.seed), 1)
-        params = SamplingParams(**{**params.__dict__, "use_chat_template": self.cfg.prompts.use_chat_template})
-        prompts = [render_solve_prompt(pr, template) for pr in problems]
-        rows: list[Sample] = []
-        try:
-            outs = student.generator.generate(prompts, params, cancelled=lambda: not context.is_active())
-        except GenerationCancelled:
-            context.abort(grpc.StatusCode.CANCELLED, "the caller went away")
-        for pr, samples in zip(problems, outs):
-            for i, o in enumerate(samples):
-                rows.append(Sample(problem_id=pr.id, sample_id=f"{pr.id}#{i}", model=student.generator.model_id,
-                                   completion=extract_code(o.text, pr.entry_point)))
-        info = self.store.put_jsonl(samples_key, rows)
-        return common_pb2.SolveResponse(
-            samples=common_pb2.ArtifactRef(uri=info.uri, sha256=info.sha256), problems=len(problems),
-            samples_written=len(rows), duration_s=time.monotonic() - t0,
-        )
+
+        def generate(prompts: Sequence[str], params: SamplingParams) -> list[list[str]]:
+            try:
+                outs = student.generator.generate(prompts, params, cancelled=lambda: not context.is_active())
+            except GenerationCancelled:
+                context.abort(grpc.StatusCode.CANCELLED, "the caller went away")
+            return [[o.text for o in row] for row in outs]
+
+        settings = SolveSettings("student-solve", self.cfg.prompts.solve_template, self.cfg.prompts.use_chat_template,
+                                 self._limits(student))
+        inputs = {"checkpoint": student.checkpoint_key} if student.checkpoint_key else {}
+        return solve_rpc(self.store, request, settings, model=student.generator.model_id, generate=generate,
+                         inputs=inputs)
 
     def close(self) -> None:
         self._stopping.set()
