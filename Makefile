@@ -8,7 +8,7 @@ CONSTRAINTS ?= constraints.txt
 SERVICES := shared services/feedback services/teacher[hf] services/trainer services/questions services/controller[kubernetes]
 DEV_TOOLS := pytest pytest-timeout psutil ruff import-linter grpcio-tools 'moto[server]' boto3 kubernetes kubernetes-validate helm-python-sdk
 
-.PHONY: install test lint protos bench demo clean check-protos
+.PHONY: install test lint protos bench demo clean check-protos images k8s
 
 $(VENV)/.installed: $(CONSTRAINTS) shared/pyproject.toml $(wildcard services/*/pyproject.toml)
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -43,6 +43,22 @@ demo: install
 	@test -f $(ITERKD_HOME)/models/student/config.json || \
 	  $(IKD) models tiny --out $(ITERKD_HOME)/models/student --preset small --seed 1 --warmup-steps 60 --overwrite
 	$(IKD) run
+
+# Container images, one per service (Docker is needed; nothing here runs it in tests). The teacher
+# has two: the light remote gateway (default) and `-hf`, the local transformers backend on CUDA.
+DOCKER ?= docker
+IMAGE_PREFIX ?= iterkd
+IMAGE_TAG ?= 0.1.0
+IMAGES := teacher trainer feedback questions controller
+
+images:
+	$(foreach s,$(IMAGES),$(DOCKER) build -f services/$(s)/Dockerfile -t $(IMAGE_PREFIX)/$(s):$(IMAGE_TAG) . &&) true
+	$(DOCKER) build -f services/teacher/Dockerfile --target hf -t $(IMAGE_PREFIX)/teacher:$(IMAGE_TAG)-hf .
+
+# k8s/: the plain manifests, rendered from helm/iterkd with the default values (real Helm, through
+# helm-python-sdk). tests/k8s checks that they stay in sync with the chart.
+k8s: install
+	$(PY) -m tests.k8s.render --out k8s
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -104,14 +104,33 @@ class RetryConfig(Section):
     backoff_s: float = Field(default=2.0, ge=0)
 
 
+class TrainerScaling(Section):
+    """Scale the trainer Deployment to zero between runs so an idle GPU is not held."""
+
+    deployment: str
+    replicas: int = Field(default=1, ge=1)
+    scale_to_zero: bool = True
+
+
 class KubernetesConfig(Section):
-    """How stage Jobs are made (used by the kubernetes executor)."""
+    """How stage Jobs are made (used by the kubernetes executor). The Helm chart fills these so a
+    stage pod looks like the chart's own pods (security contexts, the config and store secret)."""
 
     namespace: str = "iterkd"
     stage_image: str = "iterkd/controller:0.1.0"
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    image_pull_secrets: list[dict[str, str]] = Field(default_factory=list)
     service_account: str = ""
     config_map: str = "iterkd-config"
+    store_secret: str = ""
+    credentials_dir: str = "/var/run/secrets/iterkd-store"
+    pod_security_context: dict[str, Any] = Field(default_factory=lambda: {
+        "runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001,
+        "seccompProfile": {"type": "RuntimeDefault"}})
+    container_security_context: dict[str, Any] = Field(default_factory=lambda: {
+        "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}})
+    labels: dict[str, str] = Field(default_factory=dict)
+    trainer_scaling: TrainerScaling | None = None
     backoff_limit: int = Field(default=3, ge=0)
     active_deadline_s: int = Field(default=6 * 3600, ge=1)
     pending_deadline_s: int = Field(default=600, ge=1,
@@ -127,7 +146,7 @@ class KubernetesConfig(Section):
 
 
 class ControllerConfig(Section):
-    server: ServerConfig = ServerConfig(port=50055)
+    server: ServerConfig = ServerConfig(port=50050)
     executor: Literal["local", "kubernetes"] = "local"
     # local executor: services to use instead of starting them (name -> host:port)
     services: dict[str, str] = Field(default_factory=dict)
