@@ -160,7 +160,7 @@ def test_a_two_cycle_run_goes_through_every_stage_and_reports(reference: dict[st
     assert "| 2 | succeeded |" in text and "Learning curve" in text
     for png in ("pass_at_1.png", "pool.png", "training.png"):
         assert (report.parent / png).stat().st_size > 1000
-    finished = [ln for ln in lines if "succeeded" in ln and "cycle" in ln]
+    finished = [ln for ln in lines if ln.startswith("✓ cycle ") and " succeeded " in ln]
     assert len(finished) == 2 * len(STAGES)  # one line per finished stage
 
     st = status(cfg, "e2e", root)

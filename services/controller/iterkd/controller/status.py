@@ -46,7 +46,10 @@ def cycle_metrics(store: ArtifactStore, run_id: str, cycle: int) -> dict[str, An
         return m.metrics.get(name) if m is not None else None
 
     evolve = read_manifest(store, stage_prefix(run_id, cycle, "evolve"))
-    levels = ({lv: int(evolve.metrics.get(f"{lv}.problems", 0)) for lv in LEVELS} if evolve is not None else None)
+    levels = None
+    if evolve is not None:  # the question service's per-level stats: problems of the pool at each level
+        stats = {s.get("level"): s for s in evolve.extra.get("stats", [])}
+        levels = {lv: int(stats.get(lv, {}).get("problems", 0)) for lv in LEVELS}
     return {
         "student_pass_at_1": metric("evaluate", "pass@1"),
         "teacher_pass_rate": teacher_pass_rate(store, run_id, cycle),
@@ -107,19 +110,22 @@ def render_table(status: dict[str, Any]) -> Any:
         f"  cycle {status['current_cycle']}" + (f" {status['current_stage']}" if status["current_stage"] else ""))
     table = Table(show_edge=False, pad_edge=False)
     table.add_column("cycle", justify="right")
-    stage_names = [s["name"] for s in status["cycles"][0]["stages"]] if status["cycles"] else []
-    for name in stage_names:
-        table.add_column(name, justify="center")
-    for col in ("pass@1", "teacher", "sft", "margin", "pool", "levels m/l/s"):
-        table.add_column(col, justify="right")
+    table.add_column("stages", no_wrap=True)
+    for col in ("state", "pass@1", "teacher", "sft", "margin", "pool", "m/l/s"):
+        table.add_column(col, justify="right" if col != "state" else "left", no_wrap=True)
     for c in status["cycles"]:
         m = c["metrics"]
-        cells = [Text(_MARK.get(s["state"], "?"), style=_STYLE.get(s["state"], "")) for s in c["stages"]]
+        marks = Text()
+        for s in c["stages"]:
+            marks.append(_MARK.get(s["state"], "?"), style=_STYLE.get(s["state"], ""))
         lv = m["levels"]
-        table.add_row(str(c["cycle"]), *cells, _fmt(m["student_pass_at_1"]), _fmt(m["teacher_pass_rate"], ".2f"),
-                      _fmt(m["sft_loss"]), _fmt(m["contrastive_margin"], "+.3f"), _fmt(m["pool_size"], "d"),
+        table.add_row(str(c["cycle"]), marks, Text(c["state"], style=_STYLE.get(c["state"], "")),
+                      _fmt(m["student_pass_at_1"]), _fmt(m["teacher_pass_rate"], ".2f"), _fmt(m["sft_loss"]),
+                      _fmt(m["contrastive_margin"], "+.3f"), _fmt(m["pool_size"], "d"),
                       "/".join(str(lv[k]) for k in LEVELS) if lv else "-")
-    parts: list[Any] = [head, table]
+    legend = Text("stages: " + " ".join(s["name"] for s in status["cycles"][0]["stages"]), style="dim") \
+        if status["cycles"] else Text("")
+    parts: list[Any] = [head, table, legend]
     failed = [(c["cycle"], s) for c in status["cycles"] for s in c["stages"] if s["state"] == "failed"]
     for cycle, s in failed:
         parts.append(Text(f"cycle {cycle} {s['name']} failed (attempt {s['attempt']}): {s['message']}", style="red"))
