@@ -15,8 +15,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from iterkd.feedback._worker import RUN_UID_BASE
 from iterkd.feedback.sandbox import Limits, SandboxPool
+from iterkd.feedback.sandbox_worker.isolation import RUN_UID_BASE
 
 SECRET = "s3cr3t-7f1c2a9e"
 
@@ -31,10 +31,14 @@ def pool() -> Iterator[SandboxPool]:
         os.environ.pop("SECRET_TOKEN", None)
 
 
+# Answers get a private /tmp, /var/tmp and /dev/shm: a place both sides see lies elsewhere.
+SHARED_ROOT = Path(__file__).resolve().parents[2]
+
+
 @pytest.fixture
 def shared_dir() -> Iterator[Path]:
-    """A directory under /tmp that any uid can reach (pytest's tmp_path is root-only)."""
-    path = Path(tempfile.mkdtemp(prefix="iterkd-test-"))
+    """A directory that any uid can reach and that answers share with us (not under /tmp)."""
+    path = Path(tempfile.mkdtemp(prefix=".iterkd-test-", dir=SHARED_ROOT))
     path.chmod(0o777)
     try:
         yield path
