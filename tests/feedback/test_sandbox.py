@@ -338,3 +338,52 @@ def test_run_many_survives_a_worker_death_mid_batch(pool: SandboxPool) -> None:
     assert (first.passed, first.result) == (False, "failed: sandbox worker died")
     assert [r.passed for r in rest] == [i % 4 != 0 for i in range(20)]
     assert len(pool.worker_pids()) == 2 and leftovers(pool) == []
+
+
+def test_private_tmp_and_shm_are_bounded_and_gone(pool: SandboxPool) -> None:
+    if not pool.info.get("private_tmp"):
+        pytest.skip("no private tmpfs per answer here (needs a mount namespace)")
+    before = {p: shutil.disk_usage(p).used for p in ("/dev/shm",)}
+    program = """
+        import os
+        for place in ("/tmp", "/dev/shm", "/var/tmp", "."):
+            assert os.listdir(place) in ([], ["answer"]), (place, os.listdir(place))
+        open("/dev/shm/left-behind", "w").write("secret")
+        chunk = b"x" * (1 << 20)
+        written = 0
+        try:
+            with open("/tmp/big", "wb") as fh:
+                for _ in range(1000):
+                    fh.write(chunk)
+                    written += 1
+        except OSError as exc:
+            assert exc.errno == 27, exc  # EFBIG: the per-file limit
+        assert written < 64, written
+        print(written)
+    """
+    r = pool.run(textwrap.dedent(program))
+    assert r.passed, r
+    assert int(r.stdout) <= 16  # RLIMIT_FSIZE (16 MB) stops a single file first
+    # the total, across files and places, is bounded too: 5 x 15 MB do not fit in 64 MB
+    total = """
+        import os
+        chunk = b"x" * (1 << 20)
+        n = 0
+        try:
+            for place in ("/tmp/a", "/dev/shm/b", "/var/tmp/c", "d", "e"):
+                with open(place, "wb") as fh:
+                    for _ in range(15):
+                        fh.write(chunk)
+                        n += 1
+        except OSError as exc:
+            assert exc.errno == 28, exc
+        assert n < 75, n
+    """
+    assert pool.run(textwrap.dedent(total)).passed
+    assert not os.path.exists("/dev/shm/left-behind") and not os.path.exists("/tmp/big")
+    # the next answer (whichever worker) sees none of it
+    for _ in range(2):
+        r = pool.run("import os\nassert not os.path.exists('/dev/shm/left-behind')\nassert os.listdir('/tmp') == ['answer']")
+        assert r.passed, r
+    assert shutil.disk_usage("/dev/shm").used <= before["/dev/shm"] + (1 << 20)
+    assert leftovers(pool) == []
