@@ -383,7 +383,8 @@ def test_private_tmp_and_shm_are_bounded_and_gone(pool: SandboxPool) -> None:
     assert not os.path.exists("/dev/shm/left-behind") and not os.path.exists("/tmp/big")
     # the next answer (whichever worker) sees none of it
     for _ in range(2):
-        r = pool.run("import os\nassert not os.path.exists('/dev/shm/left-behind')\nassert os.listdir('/tmp') == ['answer']")
+        r = pool.run("import os\nassert not os.path.exists('/dev/shm/left-behind')\n"
+                     "assert os.listdir('/tmp') == ['answer']")
         assert r.passed, r
     assert shutil.disk_usage("/dev/shm").used <= before["/dev/shm"] + (1 << 20)
     assert leftovers(pool) == []

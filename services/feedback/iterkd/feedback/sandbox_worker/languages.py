@@ -69,7 +69,7 @@ def find_toolchains(disabled: tuple[str, ...] = ()) -> dict[str, Toolchain]:
     if node:
         found["javascript"] = Toolchain("javascript", "main.js", (),
                                         (node, "--max-old-space-size=256", "--stack-size=4000", "main.js"),
-                                        (node, "--check", "main.js"))
+                                        (node, "--check", "answer.js"))
     go = _which("go")
     root = _goroot(go) if go else None
     if go and root:
@@ -77,9 +77,9 @@ def find_toolchains(disabled: tuple[str, ...] = ()) -> dict[str, Toolchain]:
         if os.path.isfile(f"{tools}/compile") and os.path.isfile(f"{tools}/link"):
             found["go"] = Toolchain(
                 "go", "main.go",
-                ((f"{tools}/compile", "-p", "main", "-complete", "-o", "main.o", "main.go", "harness.go"),
+                ((f"{tools}/compile", "-p", "main", "-complete", "-o", "main.o", "main.go", "tests.go", "iterkd.go"),
                  (f"{tools}/link", "-o", "prog", "main.o")),
-                ("./prog",), (go, "vet", "main.go", "harness.go"),
+                ("./prog",), (go, "vet", "main.go", "tests.go", "iterkd.go"),
                 env=(("GOROOT", root), ("GOCACHE", "/tmp/.gocache"), ("GOFLAGS", "-mod=mod"),
                      ("GO111MODULE", "off"), ("CGO_ENABLED", "0")))
     for name in disabled:

@@ -194,6 +194,8 @@ class Worker:
         out = os.memfd_create("stdout", 0)
         err = os.memfd_create("stderr", 0)
         res_r, res_w = os.pipe()
+        if uid is not None:  # a runtime may reopen it by path (Java: /proc/self/fd/N), as the run uid
+            os.fchown(res_w, uid, uid)
         rfd = random.randint(64, 1000)
         token = os.urandom(TOKEN_LEN)
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": cwd,
