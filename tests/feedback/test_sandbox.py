@@ -68,6 +68,23 @@ def _running(p: psutil.Process) -> bool:
         return False
 
 
+def running_workers(workers: set[int], min_age_s: float, wait_s: float = 15.0) -> list[psutil.Process]:
+    """The workers with an answer running for at least ``min_age_s`` (polls up to ``wait_s``)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        found = []
+        for p in psutil.Process().children():
+            if p.pid in workers:
+                try:
+                    if any(c.create_time() <= time.time() - min_age_s for c in p.children()):
+                        found.append(p)
+                except psutil.NoSuchProcess:
+                    continue
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
+
+
 def judge(pool: SandboxPool, program: str, timeout: float | None = None):
     result = pool.run(textwrap.dedent(program), timeout=timeout)
     assert not result.passed, result
@@ -184,9 +201,7 @@ def test_worker_death_is_survived(pool: SandboxPool) -> None:
     result: list = []
     t = threading.Thread(target=lambda: result.append(pool.run("import time\ntime.sleep(20)", timeout=10)))
     t.start()
-    time.sleep(0.5)
-    victims = [p for p in psutil.Process().children() if p.pid in before
-               and any(c for c in p.children())]
+    victims = running_workers(before, min_age_s=0.0)
     assert victims, "no worker was running the answer"
     victims[0].kill()
     t.join(15)
@@ -310,10 +325,15 @@ def test_escapee_is_gone_before_the_next_answer(pool: SandboxPool, shared_dir: P
                     open({str(marker)!r}, "w").close()
                     time.sleep(0.01)
             os._exit(0)
-        time.sleep(0.1)
+        for _ in range(500):  # the answer passes only once its escapee has run
+            if os.path.exists({str(marker)!r}):
+                break
+            time.sleep(0.01)
+        assert os.path.exists({str(marker)!r}), "the escapee never ran"
     """
     for _ in range(3):
-        assert pool.run(textwrap.dedent(program)).passed
+        r = pool.run(textwrap.dedent(program))
+        assert r.passed, r  # so the escapee did run, alongside the answer
         marker.unlink(missing_ok=True)
         time.sleep(0.1)
         assert not marker.exists()
@@ -327,9 +347,8 @@ def test_run_many_survives_a_worker_death_mid_batch(pool: SandboxPool) -> None:
     t = threading.Thread(target=lambda: result.append(
         pool.run_many(["import time\ntime.sleep(20)", *programs], timeout=10)))
     t.start()
-    time.sleep(0.5)
-    victims = [p for p in psutil.Process().children() if p.pid in before
-               and any(c.create_time() < time.time() - 0.3 for c in p.children())]
+    # the quick programs take milliseconds each; only the sleeper's answer lives for a second
+    victims = running_workers(before, min_age_s=1.0)
     assert len(victims) == 1, "no worker was running the sleeper"
     victims[0].kill()
     t.join(20)
