@@ -200,6 +200,10 @@ class _Worker:
         self.info: dict = msg.get("info", {})
         for warning in self.info.get("warnings", []):
             _warn_once(f"sandbox: {warning}")
+        for language in LANGUAGES:
+            if language not in self.info.get("languages", LANGUAGES):
+                _warn_once(f"sandbox: no toolchain for {language}; its answers fail with "
+                           f"'failed: no toolchain for {language}'")
 
     @property
     def pid(self) -> int:
