@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (tables of programs in five languages)
 """Answers in C, C++, Java, JavaScript and Go: canonical answers pass, broken ones fail with the
 right reason, compile errors and compile-time bombs are verdicts, a missing toolchain is a clear
 verdict, and the sandbox's containment list holds for every language."""

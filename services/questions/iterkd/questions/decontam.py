@@ -24,6 +24,7 @@ import numpy as np
 
 from iterkd.questions.tokens import build_corpus, ngram_hashes
 from iterkd.shared.formats import Problem, load_humaneval, load_mbpp, read_problems
+from iterkd.shared.programs import mbpp_path_from_env as mbpp_path_from_env  # re-exported
 
 
 def problem_text(problem: Problem) -> str:
