@@ -7,9 +7,10 @@ Other languages, in the style of HumanEval-X / MultiPL-E: the problem's ``tests`
 language) hold a ``main`` that checks the answer (``int main() { assert(...); }`` in C/C++,
 ``class Main { public static void main(String[] args) {...} }`` in Java, top-level statements with
 ``require('assert')`` in JavaScript (run as a module that the entry requires), ``func main()
-{...}`` in Go). The assembly renames that main and adds an entry point of its own that runs it and only then writes ``P`` + the run's token to
-the report fd that the sandbox passes as ``argv[1]`` and ``argv[2]``: the verdict never comes
-from stdout or the exit code alone, so exiting 0 or printing "passed" before the tests fails.
+{...}`` in Go). The assembly renames that main and adds an entry point of its own that runs
+it and only then writes ``P`` + the run's token to the report fd that the sandbox passes as
+``argv[1]`` and ``argv[2]``: the verdict never comes from stdout or the exit code alone, so
+exiting 0 or printing "passed" before the tests fails.
 A failing check reports its reason over the same fd (``F<reason>``).
 """
 
