@@ -15,8 +15,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from iterkd.feedback._worker import RUN_UID_BASE
 from iterkd.feedback.sandbox import Limits, SandboxPool
+from iterkd.feedback.sandbox_worker.isolation import RUN_UID_BASE
 
 SECRET = "s3cr3t-7f1c2a9e"
 
@@ -31,10 +31,14 @@ def pool() -> Iterator[SandboxPool]:
         os.environ.pop("SECRET_TOKEN", None)
 
 
+# Answers get a private /tmp, /var/tmp and /dev/shm: a place both sides see lies elsewhere.
+SHARED_ROOT = Path(__file__).resolve().parents[2]
+
+
 @pytest.fixture
 def shared_dir() -> Iterator[Path]:
-    """A directory under /tmp that any uid can reach (pytest's tmp_path is root-only)."""
-    path = Path(tempfile.mkdtemp(prefix="iterkd-test-"))
+    """A directory that any uid can reach and that answers share with us (not under /tmp)."""
+    path = Path(tempfile.mkdtemp(prefix=".iterkd-test-", dir=SHARED_ROOT))
     path.chmod(0o777)
     try:
         yield path
@@ -62,6 +66,23 @@ def _running(p: psutil.Process) -> bool:
         return p.status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def running_workers(workers: set[int], min_age_s: float, wait_s: float = 15.0) -> list[psutil.Process]:
+    """The workers with an answer running for at least ``min_age_s`` (polls up to ``wait_s``)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        found = []
+        for p in psutil.Process().children():
+            if p.pid in workers:
+                try:
+                    if any(c.create_time() <= time.time() - min_age_s for c in p.children()):
+                        found.append(p)
+                except psutil.NoSuchProcess:
+                    continue
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
 
 
 def judge(pool: SandboxPool, program: str, timeout: float | None = None):
@@ -180,9 +201,7 @@ def test_worker_death_is_survived(pool: SandboxPool) -> None:
     result: list = []
     t = threading.Thread(target=lambda: result.append(pool.run("import time\ntime.sleep(20)", timeout=10)))
     t.start()
-    time.sleep(0.5)
-    victims = [p for p in psutil.Process().children() if p.pid in before
-               and any(c for c in p.children())]
+    victims = running_workers(before, min_age_s=0.0)
     assert victims, "no worker was running the answer"
     victims[0].kill()
     t.join(15)
@@ -306,10 +325,15 @@ def test_escapee_is_gone_before_the_next_answer(pool: SandboxPool, shared_dir: P
                     open({str(marker)!r}, "w").close()
                     time.sleep(0.01)
             os._exit(0)
-        time.sleep(0.1)
+        for _ in range(500):  # the answer passes only once its escapee has run
+            if os.path.exists({str(marker)!r}):
+                break
+            time.sleep(0.01)
+        assert os.path.exists({str(marker)!r}), "the escapee never ran"
     """
     for _ in range(3):
-        assert pool.run(textwrap.dedent(program)).passed
+        r = pool.run(textwrap.dedent(program))
+        assert r.passed, r  # so the escapee did run, alongside the answer
         marker.unlink(missing_ok=True)
         time.sleep(0.1)
         assert not marker.exists()
@@ -323,9 +347,8 @@ def test_run_many_survives_a_worker_death_mid_batch(pool: SandboxPool) -> None:
     t = threading.Thread(target=lambda: result.append(
         pool.run_many(["import time\ntime.sleep(20)", *programs], timeout=10)))
     t.start()
-    time.sleep(0.5)
-    victims = [p for p in psutil.Process().children() if p.pid in before
-               and any(c.create_time() < time.time() - 0.3 for c in p.children())]
+    # the quick programs take milliseconds each; only the sleeper's answer lives for a second
+    victims = running_workers(before, min_age_s=1.0)
     assert len(victims) == 1, "no worker was running the sleeper"
     victims[0].kill()
     t.join(20)
@@ -334,3 +357,53 @@ def test_run_many_survives_a_worker_death_mid_batch(pool: SandboxPool) -> None:
     assert (first.passed, first.result) == (False, "failed: sandbox worker died")
     assert [r.passed for r in rest] == [i % 4 != 0 for i in range(20)]
     assert len(pool.worker_pids()) == 2 and leftovers(pool) == []
+
+
+def test_private_tmp_and_shm_are_bounded_and_gone(pool: SandboxPool) -> None:
+    if not pool.info.get("private_tmp"):
+        pytest.skip("no private tmpfs per answer here (needs a mount namespace)")
+    before = {p: shutil.disk_usage(p).used for p in ("/dev/shm",)}
+    program = """
+        import os
+        for place in ("/tmp", "/dev/shm", "/var/tmp", "."):
+            assert os.listdir(place) in ([], ["answer"]), (place, os.listdir(place))
+        open("/dev/shm/left-behind", "w").write("secret")
+        chunk = b"x" * (1 << 20)
+        written = 0
+        try:
+            with open("/tmp/big", "wb") as fh:
+                for _ in range(1000):
+                    fh.write(chunk)
+                    written += 1
+        except OSError as exc:
+            assert exc.errno == 27, exc  # EFBIG: the per-file limit
+        assert written < 64, written
+        print(written)
+    """
+    r = pool.run(textwrap.dedent(program))
+    assert r.passed, r
+    assert int(r.stdout) <= 16  # RLIMIT_FSIZE (16 MB) stops a single file first
+    # the total, across files and places, is bounded too: 5 x 15 MB do not fit in 64 MB
+    total = """
+        import os
+        chunk = b"x" * (1 << 20)
+        n = 0
+        try:
+            for place in ("/tmp/a", "/dev/shm/b", "/var/tmp/c", "d", "e"):
+                with open(place, "wb") as fh:
+                    for _ in range(15):
+                        fh.write(chunk)
+                        n += 1
+        except OSError as exc:
+            assert exc.errno == 28, exc
+        assert n < 75, n
+    """
+    assert pool.run(textwrap.dedent(total)).passed
+    assert not os.path.exists("/dev/shm/left-behind") and not os.path.exists("/tmp/big")
+    # the next answer (whichever worker) sees none of it
+    for _ in range(2):
+        r = pool.run("import os\nassert not os.path.exists('/dev/shm/left-behind')\n"
+                     "assert os.listdir('/tmp') == ['answer']")
+        assert r.passed, r
+    assert shutil.disk_usage("/dev/shm").used <= before["/dev/shm"] + (1 << 20)
+    assert leftovers(pool) == []

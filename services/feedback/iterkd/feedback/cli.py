@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -22,6 +21,7 @@ from typing import Any
 
 from iterkd.feedback.harness import program_for
 from iterkd.feedback.passk import count_results, mean_pass_at_k
+from iterkd.shared.programs import mbpp_path_from_env
 
 PROG = "iterkd eval"
 
@@ -84,7 +84,7 @@ def _load_problems(dataset: str) -> dict[str, Any]:
         problems = formats.load_humaneval()
     else:
         if dataset == "mbpp":
-            env = os.environ.get("ITERKD_MBPP")
+            env = mbpp_path_from_env()
             if not env:
                 raise UsageError(
                     "--dataset mbpp: no MBPP file; set ITERKD_MBPP to mbpp.jsonl or sanitized-mbpp.json, "

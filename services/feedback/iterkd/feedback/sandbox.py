@@ -2,7 +2,7 @@
 
 How it works
 ------------
-:class:`SandboxPool` starts ``workers`` processes (``_worker.py`` run with ``python -I`` and a
+:class:`SandboxPool` starts ``workers`` processes (the ``sandbox_worker`` package run with ``python -I`` and a
 scrubbed environment). Each worker does the costly setup once: imports, a new network namespace
 (and a mount namespace when root, or a user namespace when not), and becomes a child subreaper.
 Per answer it compiles the program, then clones; the answer runs in a new session/process group,
@@ -16,7 +16,7 @@ uid before the next answer starts. Without root, it runs in a fresh PID namespac
 worker's user namespace) when the OS allows.
 
 The pool talks to each worker over a socketpair with length-prefixed JSON messages (see
-``_worker.py``). ``run`` takes an idle worker from a queue; ``run_many`` takes the idle workers
+``sandbox_worker``). ``run`` takes an idle worker from a queue; ``run_many`` takes the idle workers
 and keeps ``PIPELINE`` programs queued at each, from the calling thread; both are thread-safe. A
 worker that dies or stops answering is killed, whatever it ran is killed, it is replaced, and the
 answer is reported as failed (the other programs queued at it run elsewhere).
@@ -79,13 +79,15 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
-from iterkd.feedback import _worker
+from iterkd.feedback import sandbox_worker
+from iterkd.feedback.sandbox_worker import protocol
+from iterkd.feedback.sandbox_worker.kernel import PR_SET_DUMPABLE
+from iterkd.feedback.sandbox_worker.languages import LANGUAGES
+from iterkd.feedback.sandbox_worker.reap import uid_processes
 
 log = logging.getLogger("iterkd.feedback.sandbox")
 
-_WORKER_SCRIPT = str(Path(_worker.__file__).resolve())
 PRELOAD = (  # what HumanEval and MBPP import; each module makes every fork a little slower
     "typing", "math", "re", "collections", "heapq", "itertools", "functools", "random", "copy", "string",
     "hashlib", "bisect", "operator", "cmath", "array", "datetime",
@@ -106,6 +108,36 @@ class Limits:
     max_procs: int = 64  # RLIMIT_NPROC (exact with a run uid; otherwise added to the uid's count)
     output_bytes: int = 8192  # captured stdout/stderr truncated to this
     network: bool = False  # False = try to isolate
+    disk_mb: int = 64  # one private tmpfs per answer: its directory, /tmp, /var/tmp, /dev/shm together
+    compile_timeout_s: float = 10.0  # wall clock per compile step (compiled languages)
+    compile_memory_mb: int = 2048  # RLIMIT_AS of a compile step
+    disabled_languages: tuple[str, ...] = ()  # treat these toolchains as missing (tests)
+
+
+@dataclass(frozen=True)
+class Program:
+    """A non-Python program: its language and its files (name -> text), the first the answer's.
+
+    ``check``: only compile it with warnings on (the static view); the compiler's output is the
+    result's stderr and ``passed`` says it compiled.
+    """
+
+    language: str
+    files: dict[str, str]
+    check: bool = False
+
+    def request(self, timeout: float) -> dict:
+        return {"language": self.language, "files": self.files, "check": self.check, "timeout": timeout}
+
+
+def _request(program: str | Program, timeout: float) -> dict:
+    if isinstance(program, Program):
+        if program.language == "python":
+            return {"program": next(iter(program.files.values()), ""), "timeout": timeout}
+        if program.language not in LANGUAGES:
+            raise ValueError(f"unknown language {program.language!r}; known: {', '.join(LANGUAGES)}")
+        return program.request(timeout)
+    return {"program": program, "timeout": timeout}
 
 
 @dataclass(frozen=True)
@@ -134,7 +166,7 @@ def _warn_once(message: str) -> None:
 def _set_not_dumpable() -> None:
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_worker.PR_SET_DUMPABLE, ctypes.c_ulong(0), 0, 0, 0)
+        libc.prctl(PR_SET_DUMPABLE, ctypes.c_ulong(0), 0, 0, 0)
     except OSError:
         pass
 
@@ -145,10 +177,11 @@ class _Worker:
     def __init__(self, limits: Limits) -> None:
         ours, theirs = socket.socketpair()
         config = asdict(limits) | {"preload": list(PRELOAD)}
+        launch = [sys.executable, "-I", "-c", sandbox_worker.LAUNCH, sandbox_worker.PACKAGE_PARENT]
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-I", _WORKER_SCRIPT, str(theirs.fileno()), json.dumps(config)],
+                [*launch, str(theirs.fileno()), json.dumps(config)],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, pass_fds=(theirs.fileno(),),
                 env=env, cwd="/", start_new_session=True,
             )
@@ -160,13 +193,17 @@ class _Worker:
         self.queued: collections.deque[float] = collections.deque()  # timeouts of the programs sent
         self.front_since = 0.0  # when the oldest queued program became the oldest
         try:
-            msg = _worker.recv_msg(self.sock)
+            msg = protocol.recv_msg(self.sock)
         except (EOFError, OSError, ValueError) as exc:
             self.kill()
             raise RuntimeError(f"sandbox worker failed to start: {exc}") from exc
         self.info: dict = msg.get("info", {})
         for warning in self.info.get("warnings", []):
             _warn_once(f"sandbox: {warning}")
+        for language in LANGUAGES:
+            if language not in self.info.get("languages", LANGUAGES):
+                _warn_once(f"sandbox: no toolchain for {language}; its answers fail with "
+                           f"'failed: no toolchain for {language}'")
 
     @property
     def pid(self) -> int:
@@ -175,17 +212,17 @@ class _Worker:
     def fileno(self) -> int:
         return self.sock.fileno()
 
-    def run(self, program: str, timeout: float) -> ExecResult:
+    def run(self, program: str | Program, timeout: float) -> ExecResult:
         self.send(program, timeout)
         return self.receive()
 
-    def send(self, program: str, timeout: float) -> None:
+    def send(self, program: str | Program, timeout: float) -> None:
         """Queue a program; the worker runs its queue in order (results come back in that order)."""
         if not self.queued:
             self.front_since = time.monotonic()
         self.queued.append(timeout)
         try:
-            self.sock.sendall(_frame({"program": program, "timeout": timeout}))
+            self.sock.sendall(protocol.frame(_request(program, timeout)))
         except OSError as exc:
             raise WorkerDied(str(exc)) from exc
 
@@ -193,10 +230,10 @@ class _Worker:
         """The result of the oldest queued program (blocks; WorkerDied past its timeout + 30 s)."""
         self.sock.settimeout(max(1.0, self.front_since + self.queued[0] + 30 - time.monotonic()))
         try:
-            msg = _worker.recv_msg(self.sock)
+            msg = protocol.recv_msg(self.sock)
             if msg.get("event") == "start":
                 self.running_pid = int(msg["pid"])
-                msg = _worker.recv_msg(self.sock)
+                msg = protocol.recv_msg(self.sock)
             if msg.get("event") != "done":
                 raise WorkerDied(f"unexpected message {msg.get('event')!r}")
             result = ExecResult(bool(msg["passed"]), str(msg["result"]), float(msg["duration_s"]),
@@ -225,7 +262,7 @@ class _Worker:
             except OSError:
                 pass
         if info.get("run_uid") is not None:
-            victims |= _worker.uid_processes(int(info["run_uid"]))
+            victims |= uid_processes(int(info["run_uid"]))
         deadline = time.monotonic() + 5
         while victims and time.monotonic() < deadline:
             for pid in victims:
@@ -236,7 +273,7 @@ class _Worker:
             time.sleep(0.01)
             victims = {p for p in victims if _alive(p)}
             if info.get("run_uid") is not None:
-                victims |= _worker.uid_processes(int(info["run_uid"]))
+                victims |= uid_processes(int(info["run_uid"]))
         if info.get("base"):
             shutil.rmtree(info["base"], ignore_errors=True)
 
@@ -251,11 +288,6 @@ class _Worker:
         except subprocess.TimeoutExpired:
             pass
         self.kill()
-
-
-def _frame(obj: dict) -> bytes:
-    data = json.dumps(obj).encode()
-    return _worker._HEADER.pack(len(data)) + data
 
 
 def _alive(pid: int) -> bool:
@@ -304,7 +336,7 @@ class SandboxPool:
         with self._lock:
             return [w.pid for w in self._all]
 
-    def run(self, program: str, timeout: float | None = None) -> ExecResult:
+    def run(self, program: str | Program, timeout: float | None = None) -> ExecResult:
         """Run one program; blocks for a free worker."""
         if self._closed:
             raise RuntimeError("SandboxPool is closed")
@@ -328,7 +360,7 @@ class SandboxPool:
         finally:
             self._idle.put(w)
 
-    def run_many(self, programs: Sequence[str], timeout: float | None = None) -> list[ExecResult]:
+    def run_many(self, programs: Sequence[str | Program], timeout: float | None = None) -> list[ExecResult]:
         """Run programs in parallel over the workers; results in input order.
 
         The calling thread takes every idle worker (at least one; each goes back as soon as it

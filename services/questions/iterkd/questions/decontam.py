@@ -17,7 +17,6 @@ an idiom and ignored.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import numpy as np
 
 from iterkd.questions.tokens import build_corpus, ngram_hashes
 from iterkd.shared.formats import Problem, load_humaneval, load_mbpp, read_problems
+from iterkd.shared.programs import mbpp_path_from_env as mbpp_path_from_env  # re-exported
 
 
 def problem_text(problem: Problem) -> str:
@@ -130,11 +130,6 @@ class Decontaminator:
 
     def is_contaminated(self, text: str) -> bool:
         return self.contaminated_many([text])[0]
-
-
-def mbpp_path_from_env() -> str | None:
-    """``ITERKD_MBPP``: where the MBPP file is, when the config names none."""
-    return os.environ.get("ITERKD_MBPP") or None
 
 
 def evaluation_problems(humaneval: bool = True, mbpp_path: str | None = None, mbpp_split: str = "test",

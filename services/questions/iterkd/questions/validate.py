@@ -22,6 +22,7 @@ from typing import Protocol
 from iterkd.questions.config import GenerationConfig, ValidationConfig
 from iterkd.questions.generate import Candidate, ParsedQuestion
 from iterkd.shared.inference import SamplingParams, TextGenerator
+from iterkd.shared.programs import mbpp_program
 from iterkd.shared.rpc import Unavailable, connect
 from iterkd.shared.solve import solve_answers
 from iterkd.v1 import feedback_pb2, feedback_pb2_grpc
@@ -89,11 +90,6 @@ def trivial_answers(q: ParsedQuestion, kinds: Sequence[str]) -> list[str]:
     return out
 
 
-def assemble(answer: str, problem_setup: str, tests: str) -> str:
-    """The mbpp harness: answer + setup + tests."""
-    return f"{answer}\n{problem_setup}\n{tests}\n"
-
-
 @dataclass
 class Verdict:
     valid: bool
@@ -141,8 +137,8 @@ def validate(candidates: Sequence[Candidate], generator: TextGenerator | None, e
     for c, ans in zip(candidates, answers):
         trivial = trivial_answers(c.parsed, val.trivial_answers)
         begin = len(programs)
-        programs.extend(assemble(a, c.problem.test_setup, c.problem.tests) for a in ans)
-        programs.extend(assemble(t, c.problem.test_setup, c.problem.tests) for t in trivial)
+        programs.extend(mbpp_program(a, c.problem.test_setup, c.problem.tests) for a in ans)
+        programs.extend(mbpp_program(t, c.problem.test_setup, c.problem.tests) for t in trivial)
         spans.append((begin, len(ans), len(trivial)))
     outcomes = executor.execute(programs, val.timeout_s) if programs else []
     verdicts = []
