@@ -32,6 +32,9 @@ from kubernetes import client as k8s
 
 RESPONSES = Path(__file__).parent / "responses"
 KINDS = {"jobs": "Job", "pods": "Pod", "events": "Event", "leases": "Lease", "distillationruns": "DistillationRun"}
+DISCOVERY = {"/api": "discovery-api.json", "/apis": "discovery-apis.json",
+             "/api/v1": "discovery-core-v1.json", "/apis/iterkd.io/v1alpha1": "discovery-iterkd.json",
+             "/apis/apiextensions.k8s.io/v1": "discovery-apiextensions.json"}
 _PATH = re.compile(r"^/(?:api/(?P<core>v1)|apis/(?P<group>[^/]+)/(?P<version>[^/]+))/namespaces/(?P<ns>[^/]+)/"
                    r"(?P<plural>[^/]+)(?:/(?P<name>[^/]+)(?:/(?P<sub>[^/]+))?)?$")
 
@@ -63,6 +66,45 @@ def merge_patch(target: Any, patch: Any) -> Any:
             out.pop(k, None)
         else:
             out[k] = merge_patch(out.get(k), v)
+    return out
+
+
+def json_patch(target: Any, ops: list[dict[str, Any]]) -> Any:
+    """RFC 6902 JSON Patch (add, remove, replace, test), as kopf sends for finalizers."""
+    doc = copy.deepcopy(target)
+    for op in ops:
+        parts = [p.replace("~1", "/").replace("~0", "~") for p in op["path"].split("/")[1:]]
+        parent = doc
+        for p in parts[:-1]:
+            parent = parent[int(p)] if isinstance(parent, list) else parent.setdefault(p, {})
+        key: Any = parts[-1]
+        if isinstance(parent, list):
+            key = len(parent) if key == "-" else int(key)
+        kind = op["op"]
+        if kind == "test":
+            current = parent[key] if (isinstance(parent, list) and key < len(parent)) or (
+                isinstance(parent, dict) and key in parent) else None
+            if current != op.get("value"):
+                raise ValueError(f"test failed at {op['path']}")
+        elif kind == "remove":
+            del parent[key]
+        elif kind == "add" and isinstance(parent, list):
+            parent.insert(key, op["value"])
+        elif kind in ("add", "replace"):
+            parent[key] = op["value"]
+        else:
+            raise ValueError(f"unsupported op {kind}")
+    return doc
+
+
+def _as_merge(old: Any, new: Any) -> Any:
+    """The merge patch that turns ``old`` into ``new`` (removed keys become None)."""
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return copy.deepcopy(new)
+    out = {k: None for k in old if k not in new}
+    for k, v in new.items():
+        if k not in old or old[k] != v:
+            out[k] = _as_merge(old.get(k), v)
     return out
 
 
@@ -191,6 +233,8 @@ class FakeApiServer:
         ``False`` everything but status (a custom object's main resource), None everything."""
         with self.cond:
             obj = self.objects[(coll, ns, name)]
+            if isinstance(patch, list):
+                patch = _as_merge(obj, json_patch(obj, patch))
             if status is True:
                 patch = {"status": patch.get("status")} if "status" in patch else {}
             elif status is False:
@@ -316,7 +360,7 @@ class _Handler(BaseHTTPRequestHandler):
     api: FakeApiServer
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def _send(self, code: int, body: Any, content_type: str = "application/json") -> None:
@@ -344,6 +388,9 @@ class _Handler(BaseHTTPRequestHandler):
                 del api.faults[i]
                 self._send(code, fault)
                 return
+        if method == "GET" and url.path in DISCOVERY:
+            self._send(200, recorded(DISCOVERY[url.path]))
+            return
         m = _PATH.match(url.path)
         if m is None:
             self._send(404, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
@@ -386,7 +433,12 @@ class _Handler(BaseHTTPRequestHandler):
         elif method == "PATCH":
             custom = plural == "distillationruns"
             status = True if sub == "status" else (False if custom else None)
-            self._send(200, api.patch(coll, ns, name, body, status=status))
+            try:
+                self._send(200, api.patch(coll, ns, name, body, status=status))
+            except (ValueError, KeyError, IndexError) as exc:
+                self._send(422, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                                 "message": f"the server rejected our request due to an error in our request: {exc}",
+                                 "reason": "Invalid", "code": 422})
         elif method == "PUT":
             if body["metadata"].get("resourceVersion") != obj["metadata"]["resourceVersion"]:
                 self._status(409, "status-409-conflict.json", plural, group, name)
@@ -422,17 +474,17 @@ class _Handler(BaseHTTPRequestHandler):
             pass
         self.close_connection = True
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's names
+    def do_GET(self) -> None:
         self._handle("GET")
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self._handle("POST")
 
-    def do_PATCH(self) -> None:  # noqa: N802
+    def do_PATCH(self) -> None:
         self._handle("PATCH")
 
-    def do_PUT(self) -> None:  # noqa: N802
+    def do_PUT(self) -> None:
         self._handle("PUT")
 
-    def do_DELETE(self) -> None:  # noqa: N802
+    def do_DELETE(self) -> None:
         self._handle("DELETE")

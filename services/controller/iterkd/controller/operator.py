@@ -424,6 +424,7 @@ def make_registry(reconciler: Reconciler, login: Callable[..., Any] | None = Non
         settings.posting.level = 100  # the reconciler records its own Events; kopf's stay in its log
         settings.watching.server_timeout = reconciler.cfg.controller.kubernetes.watch_timeout_s
         settings.execution.max_workers = 64
+        settings.scanning.disabled = True  # resolve the CRD once at start: no cluster-wide CRD/namespace watch
 
     @kopf.on.login(registry=registry)
     def authenticate(**kwargs: Any) -> Any:
@@ -496,3 +497,28 @@ class Operator:
             elif time.monotonic() - last > self.kcfg.lease_duration_s:
                 event(log, "lease lost", level=30, identity=self.identity)
                 stop.set()
+
+
+def cluster_launcher(api: k8s.ApiClient, namespace: str, store: ArtifactStore) -> Callable[[RunRecord], None]:
+    """StartRun in cluster mode: the run's DistillationRun is created (a resumed run's exists
+    already), and the operator's daemon drives it; a resumed run that had ended is set pending."""
+    runs = RunStore(store)
+
+    def launch(record: RunRecord) -> None:
+        try:
+            create_run_object(api, namespace, record.run_id, record.config)
+        except Conflict:
+            pass
+        if record.state in TERMINAL:
+            record.state, record.message = "pending", "resumed"
+            runs.save(record)
+
+    return launch
+
+
+def start_operator(cfg: ControllerFileConfig, store: ArtifactStore, api: k8s.ApiClient | None = None,
+                   login: Callable[..., Any] | None = None) -> tuple[Callable[[RunRecord], None], Callable[[], None]]:
+    """``iterkd serve controller`` with the kubernetes executor: the operator (while this replica
+    holds the Lease) and StartRun's launcher. Returns (launcher, stop)."""
+    op = Operator(cfg, store, api, login).start()
+    return cluster_launcher(op.api, cfg.controller.kubernetes.namespace, store), op.stop
