@@ -44,3 +44,27 @@ def test_kopf_drives_an_applied_run_while_holding_the_lease(apiserver: FakeApiSe
     watches = [r for r in apiserver.calls("GET", r"/distillationruns$") if r.query.get("watch") == "true"]
     assert watches and all("resourceVersion" in r.query for r in watches)
     assert "kopf" not in (obj.get("status") or {})
+
+
+def test_start_run_in_cluster_mode_creates_the_distillationrun(apiserver: FakeApiServer, store: LocalStore,
+                                                              kcfg: KubernetesConfig) -> None:
+    from iterkd.controller.executors.kubernetes import KubernetesExecutor
+    from iterkd.controller.operator import cluster_launcher
+    from iterkd.controller.service import ControllerServicer
+    from iterkd.v1 import controller_pb2
+
+    api = apiserver.client()
+    servicer = ControllerServicer(store, lambda: KubernetesExecutor(kcfg, store, api),
+                                  launcher=cluster_launcher(api, NS, store))
+    reply = servicer.StartRun(controller_pb2.StartRunRequest(
+        run_id="via-rpc", config_yaml="cycles: 1\npool: {source: seed, limit: 2}\neval: {source: seed, limit: 2}\n"),
+        None)
+    assert (reply.run_id, reply.state) == ("via-rpc", "pending")
+    obj = apiserver.get(RUNS, NS, "via-rpc")
+    assert obj is not None and obj["spec"]["cycles"] == 1 and obj["spec"]["pool"]["limit"] == 2
+    assert not apiserver.items(JOBS)  # the operator drives it, not StartRun
+    record = RunStore(store).load("via-rpc")
+    record.state = "failed"
+    RunStore(store).save(record)
+    servicer.StartRun(controller_pb2.StartRunRequest(run_id="via-rpc", resume=True), None)
+    assert RunStore(store).load("via-rpc").state == "pending"  # the run's daemon picks it up again
