@@ -114,6 +114,10 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace 
 {{- range $name := list "teacher" "trainer" "feedback" "questions" -}}
 {{- $_ := set $targets $name (include "iterkd.target" (dict "root" $ "component" $name)) -}}
 {{- end -}}
+{{- $pullSecrets := list -}}
+{{- range $v.imagePullSecrets -}}
+{{- $pullSecrets = append $pullSecrets .name -}}
+{{- end -}}
 {{- $k8s := dict
   "namespace" .Release.Namespace
   "stage_image" (include "iterkd.image" (dict "root" . "image" $c.image "component" "controller"))
@@ -123,7 +127,7 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace 
   "store_secret" (include "iterkd.storeSecret" .)
   "credentials_dir" (include "iterkd.credentialsDir" .)
   "image_pull_policy" $v.image.pullPolicy
-  "image_pull_secrets" $v.imagePullSecrets
+  "image_pull_secrets" $pullSecrets
   "pod_security_context" $v.podSecurityContext
   "container_security_context" $v.containerSecurityContext
   "labels" (dict "app.kubernetes.io/part-of" "iterkd" "app.kubernetes.io/instance" .Release.Name) -}}

@@ -119,17 +119,8 @@ class KubernetesConfig(Section):
     namespace: str = "iterkd"
     stage_image: str = "iterkd/controller:0.1.0"
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
-    image_pull_secrets: list[dict[str, str]] = Field(default_factory=list)
     service_account: str = ""
     config_map: str = "iterkd-config"
-    store_secret: str = ""
-    credentials_dir: str = "/var/run/secrets/iterkd-store"
-    pod_security_context: dict[str, Any] = Field(default_factory=lambda: {
-        "runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001,
-        "seccompProfile": {"type": "RuntimeDefault"}})
-    container_security_context: dict[str, Any] = Field(default_factory=lambda: {
-        "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}})
-    labels: dict[str, str] = Field(default_factory=dict)
     trainer_scaling: TrainerScaling | None = None
     backoff_limit: int = Field(default=3, ge=0)
     active_deadline_s: int = Field(default=6 * 3600, ge=1)
@@ -143,6 +134,28 @@ class KubernetesConfig(Section):
     services: dict[str, str] = Field(default_factory=lambda: {
         "teacher": "iterkd-teacher:50051", "trainer": "iterkd-trainer:50052",
         "feedback": "iterkd-feedback:50053", "questions": "iterkd-questions:50054"})
+    # Stage pods: where the config and the store's credentials are mounted, how they are secured
+    # and placed (the chart fills these with its own pods' rules).
+    config_path: str = Field(default="/etc/iterkd/config.yaml", description="where the ConfigMap's config.yaml is")
+    store_secret: str = Field(default="", description="a Secret with the store's keys, mounted at credentials_dir")
+    credentials_dir: str = "/var/run/secrets/iterkd-store"
+    image_pull_secrets: list[str] = Field(default_factory=list)
+    labels: dict[str, str] = Field(default_factory=dict, description="extra labels on stage Jobs and pods")
+    pod_security_context: dict[str, Any] = Field(default_factory=lambda: {
+        "runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001,
+        "seccompProfile": {"type": "RuntimeDefault"}})
+    container_security_context: dict[str, Any] = Field(default_factory=lambda: {
+        "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}})
+    scratch_size_limit: str = "1Gi"
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[dict[str, Any]] = Field(default_factory=list)
+    affinity: dict[str, Any] = Field(default_factory=dict)
+    # The controller itself: one active replica (a coordination.k8s.io Lease), the watch's window.
+    lease_name: str = "iterkd-controller"
+    lease_duration_s: int = Field(default=15, ge=2)
+    lease_renew_s: float = Field(default=5.0, gt=0)
+    watch_timeout_s: int = Field(default=300, ge=1, description="re-open a watch (from its resourceVersion) after")
 
 
 class ControllerConfig(Section):

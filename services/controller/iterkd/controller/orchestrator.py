@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from iterkd.controller.config import RetryConfig, RunConfig
-from iterkd.controller.executors.base import Executor, StageStatus
+from iterkd.controller.executors.base import Executor, StageStatus, Stopped
 from iterkd.controller.inputs import load_problem_set
 from iterkd.controller.planner import EVAL_INPUT, POOL_INPUT, Step, all_steps, later_steps, next_step
 from iterkd.controller.runs import TERMINAL, RunRecord, RunStore, StageRecord, now
@@ -174,7 +174,7 @@ class Orchestrator:
                 if not self._run_step(record, run, step):
                     return record
         except BaseException as exc:  # KeyboardInterrupt, a store failure: leave the record truthful
-            if record.state == "running":
+            if record.state == "running" and not isinstance(exc, Stopped):  # Stopped: the next controller adopts
                 record.state, record.message = "failed", f"controller stopped: {type(exc).__name__}: {exc}"
                 self.runs.save(record)
                 self._emit(record, Transition(run_id, 0, "", "failed", message=record.message))
@@ -186,10 +186,16 @@ class Orchestrator:
         tries = 0
         while True:
             tries += 1
-            rec.attempt += 1
-            rec.state, rec.started_at, rec.finished_at, rec.message = "running", now(), None, ""
+            if tries == 1 and rec.attempt > 0 and self.executor.resumable(record.run_id, step, rec.attempt):
+                # The interrupted attempt's work still runs (a Job a previous controller made):
+                # continue it under the same attempt number instead of starting another.
+                rec.state, rec.finished_at, rec.message = "running", None, "adopted after a controller restart"
+            else:
+                rec.attempt += 1
+                rec.state, rec.started_at, rec.finished_at, rec.message = "running", now(), None, ""
             self.runs.save(record)
-            self._emit(record, Transition(record.run_id, step.cycle, step.stage, "running", rec.attempt))
+            self._emit(record, Transition(record.run_id, step.cycle, step.stage, "running", rec.attempt,
+                                          message=rec.message))
             t0 = time.monotonic()
             status = self._wait(record, step, rec)
             rec.duration_s = round(time.monotonic() - t0, 3)

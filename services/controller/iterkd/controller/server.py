@@ -42,11 +42,17 @@ def build_server(opts: ServeOptions) -> Server:
     setup_logging(cfg.logging.level, cfg.logging.format)
     store = open_store(cfg.store)
     factory, release = executor_factory(cfg, raw, store)
-    servicer = ControllerServicer(store, factory, cfg.controller.retry)
+    launcher, stop_operator = None, (lambda: None)
+    if cfg.controller.executor == "kubernetes":  # the DistillationRun operator drives runs; StartRun creates them
+        from iterkd.controller.operator import start_operator
+
+        launcher, stop_operator = start_operator(cfg, store)
+    servicer = ControllerServicer(store, factory, cfg.controller.retry, launcher)
     close = servicer.close
 
     def close_all() -> None:
         close()
+        stop_operator()
         release()
 
     servicer.close = close_all  # type: ignore[method-assign]

@@ -72,8 +72,11 @@ def parse_run_yaml(text: str) -> RunConfig:
 
 class ControllerServicer(controller_pb2_grpc.ControllerServiceServicer):
     def __init__(self, store: ArtifactStore, executor_factory: Callable[[], Executor],
-                 retry: RetryConfig | None = None) -> None:
+                 retry: RetryConfig | None = None, launcher: Callable[[RunRecord], None] | None = None) -> None:
+        """``launcher``: how a created or resumed run gets driven when not in this process (in a
+        cluster: its DistillationRun is created and the operator drives it)."""
         self.store = store
+        self.launcher = launcher
         self.runs = RunStore(store)
         self.executor_factory = executor_factory
         self.retry = retry or RetryConfig()
@@ -120,7 +123,10 @@ class ControllerServicer(controller_pb2_grpc.ControllerServiceServicer):
                 raise BadRequest("from_stage needs resume and the run_id of an existing run")
             record = orch.create(parse_run_yaml(request.config_yaml), request.run_id or None)
         orch.executor.close()
-        self._drive(record.run_id)
+        if self.launcher is not None:
+            self.launcher(self.runs.load(record.run_id))
+        else:
+            self._drive(record.run_id)
         return status_message(self.store, self.runs.load(record.run_id), details=False)
 
     def GetRun(self, request: controller_pb2.GetRunRequest, context: grpc.ServicerContext) -> Any:

@@ -18,6 +18,12 @@ from iterkd.controller.stagerun import Outcome, Progress
 HandleState = Literal["pending", "running", "succeeded", "failed", "cancelled"]
 
 
+class Stopped(BaseException):
+    """The executor was told to stop driving (the controller shuts down or lost its Lease). The
+    stage's work goes on (a Job keeps running) and the run stays as it is: the next controller
+    adopts the work. A BaseException, so that nothing records it as the stage's failure."""
+
+
 @dataclass
 class StageStatus:
     state: HandleState
@@ -47,6 +53,11 @@ class Executor(ABC):
 
     @abstractmethod
     def cancel(self, handle: Handle) -> None: ...
+
+    def resumable(self, run_id: str, step: Step, attempt: int) -> bool:
+        """Whether ``attempt``'s work is still under way outside this process (a Job that has not
+        finished), so a restarted controller continues it instead of starting a new attempt."""
+        return False
 
     def logs(self, handle: Handle) -> str:
         return ""
