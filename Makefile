@@ -58,6 +58,7 @@ images:
 # k8s/: the plain manifests, rendered from helm/iterkd with the default values (real Helm, through
 # helm-python-sdk). tests/k8s checks that they stay in sync with the chart.
 k8s: install
+	$(PY) -m iterkd.controller.crd helm/iterkd/crds/distillationruns.iterkd.io.yaml
 	$(PY) -m tests.k8s.render --out k8s
 
 clean:

@@ -151,3 +151,27 @@ def test_bad_runs_are_rejected_with_the_field_named(path: str, value: Any, expec
     _set(run, path, value)
     errors = run_errors(run)
     assert len(errors) == 1 and re.search(expected, errors[0]), errors
+
+
+def test_spec_schema_is_the_run_configuration() -> None:
+    """The CRD's spec is generated from the controller's RunConfig (`make k8s`), so the API server
+    rejects what `iterkd config check` rejects: a typo in a stage's field, a bad value."""
+    from iterkd.controller.config import crd_spec_schema
+    from iterkd.controller.crd import rewrite
+
+    text = (ROOT / "helm" / "iterkd" / "crds" / "distillationruns.iterkd.io.yaml").read_text(encoding="utf-8")
+    assert rewrite(text) == text, "the CRD's spec schema is out of date: run `make k8s`"
+    from iterkd.controller.config import RunConfig
+    from iterkd.shared.config import parse_config
+
+    spec_only = {k: v for k, v in example_run()["spec"].items() if k != "kubernetes"}
+    assert parse_config(spec_only, RunConfig, "examples/run.yaml").cycles == 3  # the example is a valid run
+    spec = crd_spec_schema()
+    stages = spec["properties"]["stages"]["properties"]
+    assert set(stages) == set(STAGES) and stages["teacher-solve"]["properties"]["n"]["minimum"] == 1
+    run = example_run()
+    run["spec"]["stages"]["teacher-solve"]["tempreature"] = 0.5
+    assert any("tempreature" in e for e in run_errors(run))
+    run = example_run()
+    run["spec"]["pool"]["limit"] = 0
+    assert any("spec.pool.limit" in e for e in run_errors(run))

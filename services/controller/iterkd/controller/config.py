@@ -93,7 +93,7 @@ class RunConfig(Section):
     """What one distillation run does (the ``run`` section; a DistillationRun's spec)."""
 
     cycles: int = Field(default=2, ge=1, le=1000)
-    seed: int = 0
+    seed: int = Field(default=0, ge=0)
     pool: ProblemSet = Field(default_factory=ProblemSet)
     eval: ProblemSet = Field(default_factory=lambda: ProblemSet(source="humaneval", limit=16))
     stages: Stages = Field(default_factory=Stages)
@@ -246,3 +246,45 @@ def load_run_config(path: str | os.PathLike[str] | None) -> tuple[ControllerFile
 def run_schema() -> dict[str, Any]:
     """The JSON schema of the whole configuration file (``iterkd config schema``)."""
     return ControllerFileConfig.model_json_schema(by_alias=True)
+
+
+def crd_spec_schema() -> dict[str, Any]:
+    """The DistillationRun spec's OpenAPI v3 schema, generated from :class:`RunConfig` so the API
+    server checks a run as `iterkd config check` does (a structural schema: references inlined,
+    optional fields nullable, free-form mappings kept as they are). ``kubernetes`` is the
+    operator's per-run Job settings (backoffLimit, deadlines, TTLs, placement)."""
+    schema = RunConfig.model_json_schema(by_alias=True)
+    defs = schema.pop("$defs", {})
+
+    def convert(node: Any) -> Any:
+        if isinstance(node, list):
+            return [convert(x) for x in node]
+        if not isinstance(node, dict):
+            return node
+        if "$ref" in node:
+            return convert({**defs[node["$ref"].rsplit("/", 1)[1]], **{k: v for k, v in node.items() if k != "$ref"}})
+        node = {k: v for k, v in node.items() if k != "title"}
+        if "anyOf" in node:
+            options = [o for o in node.pop("anyOf") if o.get("type") != "null"]
+            if len(options) == 1:
+                node = {**convert(options[0]), **node, "nullable": True}
+            else:  # pragma: no cover - RunConfig has no true unions
+                node["x-kubernetes-preserve-unknown-fields"] = True
+        # Defaults stay the controller's (the API server would otherwise write them into every object).
+        out = {k: convert(v) for k, v in node.items() if k not in ("additionalProperties", "default")}
+        for bound, limit in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+            if isinstance(out.get(bound), (int, float)) and not isinstance(out[bound], bool):
+                out[limit], out[bound] = out[bound], True  # OpenAPI v3.0's boolean form
+        if out.get("type") == "object" and "properties" not in out:
+            out["x-kubernetes-preserve-unknown-fields"] = True
+        return out
+
+    spec = convert(schema)
+    spec.pop("default", None)
+    spec["description"] = "The run configuration (the `run` section of the IterKD config file)."
+    spec["properties"]["kubernetes"] = {
+        "type": "object", "x-kubernetes-preserve-unknown-fields": True,
+        "description": "Job settings of this run's stages (backoffLimit, activeDeadlineSeconds, "
+                       "startDeadlineSeconds, ttlSecondsAfterFinished, placement)"}
+    spec["required"] = ["cycles"]
+    return spec
