@@ -163,9 +163,10 @@ class Orchestrator:
         record.state, record.message = "running", ""
         self.runs.save(record)
         self._emit(record, Transition(run_id, 0, "", "running", message=f"executor {self.executor.name}"))
+        done = {Step(r.cycle, r.stage) for r in record.stages if r.state == "succeeded"}
         try:
             while True:
-                step = next_step(self.store, run_id, record.cycles)
+                step = next_step(self.store, run_id, record.cycles, done)
                 if step is None:
                     record.state, record.message = "succeeded", f"{record.cycles} cycle(s) done"
                     self.runs.save(record)

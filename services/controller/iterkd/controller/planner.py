@@ -43,11 +43,17 @@ def is_done(store: ArtifactStore, run_id: str, step: Step) -> bool:
     return read_manifest(store, stage_prefix(run_id, step.cycle, step.stage)) is not None
 
 
-def next_step(store: ArtifactStore, run_id: str, cycles: int) -> Step | None:
-    """The first stage, in cycle order, whose manifest does not exist; None when the run is done."""
+def next_step(store: ArtifactStore, run_id: str, cycles: int, known_done: set[Step] | None = None) -> Step | None:
+    """The first stage, in cycle order, whose manifest does not exist; None when the run is done.
+    ``known_done``: steps the caller saw finished (a manifest is never removed while a run is
+    driven), so a long run does not read every earlier manifest again at each step."""
     for step in all_steps(cycles):
+        if known_done is not None and step in known_done:
+            continue
         if not is_done(store, run_id, step):
             return step
+        if known_done is not None:
+            known_done.add(step)
     return None
 
 
