@@ -23,6 +23,10 @@ class Unavailable(RuntimeError):
     """A backend the service depends on is unavailable (UNAVAILABLE); the caller may retry."""
 
 
+class GenerationCancelled(Exception):
+    """The caller went away; generation stopped early (CANCELLED)."""
+
+
 def require(condition: bool, message: str) -> None:
     """Raise :class:`BadRequest` with ``message`` unless ``condition`` holds."""
     if not condition:

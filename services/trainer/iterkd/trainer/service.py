@@ -5,7 +5,7 @@ Train is idempotent per (run, cycle): a finished stage (its manifest exists) ans
 (a job registry keyed by (run, cycle)); trainings of different cycles queue for the device. A
 training runs in its own thread, so a caller that goes away does not stop it.
 
-Serving: Generate / Solve use the shared :class:`iterkd.shared.hf_generate.HFGenerator` on the
+Serving: Generate / Solve use the shared :class:`iterkd.torchkit.hf_generate.HFGenerator` on the
 current student. After a training finishes, the served student is its checkpoint (switched before
 the final ``done`` record is sent); Solve for a (run, cycle) whose train stage is done serves that
 cycle's checkpoint; LoadStudent switches explicitly. Solve (:func:`iterkd.shared.solve.solve_rpc`,
@@ -25,13 +25,13 @@ import grpc
 
 from iterkd.shared.config import merge_overrides
 from iterkd.shared.generation import GenerationLimits, check_generate
-from iterkd.shared.hf_generate import GenerationCancelled, HFGenerator
 from iterkd.shared.inference import SamplingParams
 from iterkd.shared.log import event, get_logger
 from iterkd.shared.rpc import BadRequest, Conflict, Unavailable, require
 from iterkd.shared.solve import SolveSettings, solve_rpc
 from iterkd.shared.stages import read_manifest, stage_prefix
 from iterkd.shared.store import ArtifactStore
+from iterkd.torchkit.hf_generate import HFGenerator
 from iterkd.trainer.config import TrainerConfig
 from iterkd.trainer.job import (
     CHECKPOINT_NAMES,
@@ -237,10 +237,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
                  ) -> common_pb2.GenerateResponse:
         student = self._current()
         ids, texts, params = check_generate(request, self._limits(student))
-        try:
-            outs = student.generator.generate(texts, params, cancelled=lambda: not context.is_active())
-        except GenerationCancelled:
-            context.abort(grpc.StatusCode.CANCELLED, "the caller went away")
+        outs = student.generator.generate(texts, params, cancelled=lambda: not context.is_active())
         reply = common_pb2.GenerateResponse(model=student.generator.model_id)
         for prompt_id, samples in zip(ids, outs):
             for i, o in enumerate(samples):
@@ -258,10 +255,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         student = self._current()
 
         def generate(prompts: Sequence[str], params: SamplingParams) -> list[list[str]]:
-            try:
-                outs = student.generator.generate(prompts, params, cancelled=lambda: not context.is_active())
-            except GenerationCancelled:
-                context.abort(grpc.StatusCode.CANCELLED, "the caller went away")
+            outs = student.generator.generate(prompts, params, cancelled=lambda: not context.is_active())
             return [[o.text for o in row] for row in outs]
 
         settings = SolveSettings("student-solve", self.cfg.prompts.solve_template, self.cfg.prompts.use_chat_template,

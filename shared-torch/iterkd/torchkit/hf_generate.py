@@ -1,8 +1,9 @@
 """Batched generation with a local transformers model (and an optional PEFT adapter).
 
 The teacher's ``hf`` backend and the trainer's student inference both use :class:`HFGenerator`.
-torch, transformers and peft are imported lazily, inside functions, so importing this module (for
-:func:`derive_seed` or :func:`cut_at_stop`) never pulls torch in.
+It lives in the ``iterkd-torchkit`` distribution, which only torch-carrying images install; the
+torch-free pieces every backend shares (seeds, stop cutting, cancellation, :class:`GenOutput`) are
+in :mod:`iterkd.shared.generation`.
 
 How generation works: every (prompt, sample) pair is one *row*. Rows are sorted by prompt length,
 cut into micro-batches of ``micro_batch_size`` and decoded with left padding in a small sampling
@@ -17,57 +18,24 @@ gives the same texts on the same machine, model and library versions.
 
 from __future__ import annotations
 
-import hashlib
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from iterkd.shared.errors import BadRequest, GenerationCancelled
+from iterkd.shared.generation import (
+    Cancelled,
+    GenOutput,
+    cut_at_stop,
+    derive_seed,
+    is_cancelled,
+)
 from iterkd.shared.inference import SamplingParams
-from iterkd.shared.rpc import BadRequest
 
 if TYPE_CHECKING:
     import torch
-
-SEED_BITS = 31
-"""Derived seeds lie in ``[0, 2**31)``: every backend we talk to (TGI, vLLM, SGLang, OpenAI)
-accepts such a seed, and torch does too."""
-
-
-def derive_seed(base: int, prompt_index: int, sample_index: int) -> int:
-    """The seed of sample ``sample_index`` of prompt ``prompt_index`` for a request whose base seed
-    is ``base``: the first bytes of ``blake2b(f"{base}:{prompt_index}:{sample_index}")``, reduced
-    to :data:`SEED_BITS` bits. Deterministic across processes and machines."""
-    digest = hashlib.blake2b(f"{base}:{prompt_index}:{sample_index}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") & ((1 << SEED_BITS) - 1)
-
-
-def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
-    """``text`` cut before the earliest occurrence of any stop sequence; whether one was found."""
-    cut = -1
-    for stop in stops:
-        if stop:
-            at = text.find(stop)
-            if at >= 0 and (cut < 0 or at < cut):
-                cut = at
-    return (text[:cut], True) if cut >= 0 else (text, False)
-
-
-class GenerationCancelled(Exception):
-    """The caller went away; generation stopped early."""
-
-
-@dataclass(frozen=True)
-class GenOutput:
-    """One sample: its text (stop sequence cut), why it ended (``stop``, ``length``, ``eos``), how
-    many tokens were generated (an EOS token counts) and the seed it used."""
-
-    text: str
-    finish_reason: str
-    tokens: int
-    seed: int
-
 
 @dataclass(frozen=True)
 class Row:
@@ -80,18 +48,6 @@ class Row:
     top_p: float
     stop: tuple[str, ...]
     seed: int
-
-
-Cancelled = Callable[[], bool] | threading.Event | None
-
-
-def is_cancelled(cancelled: Cancelled) -> bool:
-    """Whether a cancellation flag (a callable, an Event or None) is raised."""
-    if cancelled is None:
-        return False
-    if isinstance(cancelled, threading.Event):
-        return cancelled.is_set()
-    return bool(cancelled())
 
 
 def _pick_device(device: str) -> str:
