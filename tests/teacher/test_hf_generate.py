@@ -56,3 +56,22 @@ def test_peft_adapter_changes_the_output(tiny_model_dir: Path, tmp_path: Path) -
     assert gen.generate(["def f():"], params)[0][0].text != base
     gen.unload_adapter()
     assert gen.generate(["def f():"], params)[0][0].text == base
+
+
+def test_a_missing_gpu_is_a_machine_problem(tiny_model_dir: Path) -> None:
+    """``device: cuda`` on a machine without CUDA: DeviceUnavailable, FAILED_PRECONDITION at the RPC
+    boundary (not INVALID_ARGUMENT: the request was fine, the machine is not)."""
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    import grpc
+
+    from iterkd.shared.errors import DeviceUnavailable
+    from iterkd.shared.rpc import status_for
+    from iterkd.torchkit.hf_generate import HFGenerator
+    from iterkd.torchkit.models import pick_device
+
+    with pytest.raises(DeviceUnavailable, match="'cuda' requested but this machine has no CUDA device"):
+        HFGenerator(tiny_model_dir, device="cuda")
+    assert pick_device("auto").type == "cpu"
+    assert status_for(DeviceUnavailable("x")) == grpc.StatusCode.FAILED_PRECONDITION

@@ -33,6 +33,7 @@ from iterkd.shared.generation import (
     is_cancelled,
 )
 from iterkd.shared.inference import SamplingParams
+from iterkd.torchkit.models import chat_prompt, is_adapter_dir, pick_device, pick_dtype
 
 if TYPE_CHECKING:
     import torch
@@ -48,30 +49,6 @@ class Row:
     top_p: float
     stop: tuple[str, ...]
     seed: int
-
-
-def _pick_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
-def _pick_dtype(dtype: str, device: str) -> torch.dtype:
-    import torch
-
-    if dtype == "auto":
-        if device.startswith("cuda") and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        return torch.float32
-    try:
-        value = getattr(torch, dtype)
-    except AttributeError:
-        raise ValueError(f"unknown dtype {dtype!r}; use auto, float32, float16 or bfloat16") from None
-    if not isinstance(value, torch.dtype):
-        raise ValueError(f"unknown dtype {dtype!r}; use auto, float32, float16 or bfloat16")
-    return value
 
 
 def _context_length(model: Any, tokenizer: Any) -> int:
@@ -100,9 +77,9 @@ class HFGenerator:
         path = Path(model_dir)
         if not (path / "config.json").is_file():
             raise FileNotFoundError(f"{path}: not a transformers model directory (no config.json)")
-        dev = _pick_device(device)
+        dev = pick_device(device)
         tokenizer = AutoTokenizer.from_pretrained(str(path))
-        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=_pick_dtype(dtype, dev))
+        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=pick_dtype(dtype, dev))
         model.to(dev)
         self._setup(model, tokenizer, model_id=str(path), micro_batch_size=micro_batch_size,
                     stop_check_interval=stop_check_interval)
@@ -160,7 +137,7 @@ class HFGenerator:
         from peft import PeftModel
 
         path = Path(adapter_dir)
-        if not (path / "adapter_config.json").is_file():
+        if not is_adapter_dir(path):
             raise FileNotFoundError(f"{path}: not a PEFT adapter directory (no adapter_config.json)")
         with self._lock:
             self._drop_adapter()
@@ -181,20 +158,15 @@ class HFGenerator:
 
     # -- prompts ----------------------------------------------------------------------------
     def render(self, prompt: str, use_chat_template: bool) -> str:
-        """The text the model sees: the prompt as a user turn where the tokenizer has a chat
-        template and ``use_chat_template`` is set, else the prompt itself."""
-        if use_chat_template and self.has_chat_template:
-            return str(self.tokenizer.apply_chat_template(
-                [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True))
-        return prompt
+        """The text the model sees (:func:`iterkd.torchkit.models.chat_prompt`)."""
+        return chat_prompt(self.tokenizer, prompt, use_chat_template)[0]
 
     def encode(self, prompts: Sequence[str], use_chat_template: bool = True) -> list[list[int]]:
-        templated = use_chat_template and self.has_chat_template
-        texts = [self.render(p, use_chat_template) for p in prompts]
-        if not texts:
+        if not prompts:
             return []
+        rendered = [chat_prompt(self.tokenizer, p, use_chat_template) for p in prompts]
         # A chat template already carries its special tokens.
-        batch = self.tokenizer(texts, add_special_tokens=not templated)
+        batch = self.tokenizer([text for text, _ in rendered], add_special_tokens=rendered[0][1])
         return [list(ids) for ids in batch["input_ids"]]
 
     def check_lengths(self, prompt_ids: Sequence[Sequence[int]], max_new_tokens: int) -> None:

@@ -32,6 +32,7 @@ from iterkd.shared.solve import SolveSettings, solve_rpc
 from iterkd.shared.stages import read_manifest, stage_prefix
 from iterkd.shared.store import ArtifactStore
 from iterkd.torchkit.hf_generate import HFGenerator
+from iterkd.torchkit.models import is_adapter_dir, pick_device
 from iterkd.trainer.config import TrainerConfig
 from iterkd.trainer.job import (
     CHECKPOINT_NAMES,
@@ -185,7 +186,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         """Load the base model (``key`` None) or a checkpoint folder of the store and serve it."""
         with self._student_lock:
             base = self.cfg.base_model
-            device = "cuda" if self.cfg.device == "cuda" else ("cpu" if self.cfg.device == "cpu" else "auto")
+            device = str(pick_device(self.cfg.device, "trainer.device"))
             mb = self.cfg.generate_micro_batch
             if key is None:
                 if not (Path(base) / "config.json").is_file():
@@ -195,7 +196,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
             else:
                 self._loads += 1
                 local = self.store.get_dir(key, self.workdir / f"student-{self._loads}")
-                if (local / "adapter_config.json").is_file():
+                if is_adapter_dir(local):
                     gen = HFGenerator(base, adapter_dir=local, device=device, micro_batch_size=mb)
                 else:
                     gen = HFGenerator(local, device=device, micro_batch_size=mb)
