@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from iterkd.shared.errors import GenerationCancelled
+from iterkd.shared.errors import BadRequest, GenerationCancelled, Unavailable
 from iterkd.shared.generation import (
     Cancelled,
     GenOutput,
@@ -33,7 +33,6 @@ from iterkd.shared.generation import (
     is_cancelled,
 )
 from iterkd.shared.inference import SamplingParams
-from iterkd.shared.rpc import BadRequest, Unavailable
 from iterkd.teacher.config import TeacherConfig
 from iterkd.teacher.retry import Retryable, RetryPolicy, call_with_retry
 

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from iterkd.shared.errors import BadRequest
 from iterkd.shared.formats import DataError
 from iterkd.shared.log import event, get_logger
-from iterkd.shared.rpc import BadRequest
 from iterkd.shared.stages import StageManifest, StageWriter, check_run_id, read_manifest, stage_prefix
 from iterkd.shared.store import ArtifactNotFound, ArtifactStore, join
 from iterkd.trainer.config import TrainerConfig

@@ -24,10 +24,10 @@ from typing import Any
 import grpc
 
 from iterkd.shared.config import merge_overrides
+from iterkd.shared.errors import BadRequest, Conflict, Unavailable, require
 from iterkd.shared.generation import GenerationLimits, check_generate
 from iterkd.shared.inference import SamplingParams
 from iterkd.shared.log import event, get_logger
-from iterkd.shared.rpc import BadRequest, Conflict, Unavailable, require
 from iterkd.shared.solve import SolveSettings, solve_rpc
 from iterkd.shared.stages import read_manifest, stage_prefix
 from iterkd.shared.store import ArtifactStore
