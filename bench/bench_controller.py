@@ -83,12 +83,12 @@ def no_work(store: ArtifactStore, cycles: int, label: str) -> dict[str, float]:
 
 
 def s3_store() -> tuple[ArtifactStore, Any]:
+    import logging
+
     from minio import Minio
     from moto.server import ThreadedMotoServer
 
     from iterkd.shared.store import S3Store
-
-    import logging
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)

@@ -114,9 +114,9 @@ def _serve_fake(urls: Any) -> None:
 
 
 def bench_hf(prompts: int, max_new_tokens: int) -> dict[str, float]:
-    from iterkd.shared.hf_generate import HFGenerator
     from iterkd.shared.inference import SamplingParams
     from iterkd.teacher.tiny import build_tiny_model
+    from iterkd.torchkit.hf_generate import HFGenerator
 
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = build_tiny_model(Path(tmp) / "tiny", preset="small", seed=0)

@@ -41,3 +41,24 @@ def test_unusable_store_exits_2(tmp_path) -> None:
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2, proc.stderr
     assert "store.credentials_dir: cannot read" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(("error", "status"), [
+    ("BadRequest", 2), ("ConfigError", 2), ("InvalidKey", 2), ("FileExistsError", 2),
+    ("Unavailable", 1), ("DeviceUnavailable", 1), ("ConnectionRefusedError", 1),
+])
+def test_every_command_exits_one_way(error: str, status: int, capsys: pytest.CaptureFixture[str]) -> None:
+    """The dispatcher, not each command, turns an error into ``iterkd COMMAND: message`` and a status."""
+    import argparse
+    import builtins
+
+    from iterkd.shared import config, errors, store
+    from iterkd.shared.cli import run_command
+
+    cls = next(getattr(m, error) for m in (errors, config, store, builtins) if hasattr(m, error))
+
+    def fails(_args: argparse.Namespace) -> int:
+        raise cls("runs/x/p.jsonl: the culprit")
+
+    assert run_command(argparse.Namespace(command="demo", func=fails)) == status
+    assert capsys.readouterr().err == "iterkd demo: runs/x/p.jsonl: the culprit\n"

@@ -78,3 +78,26 @@ def test_overrides_merge_and_validate() -> None:
     assert merge_overrides(section, '{"batch": 2}', allowed=("batch",)).batch == 2
     with pytest.raises(ConfigError, match="config_json: server cannot be overridden per request; allowed: batch"):
         merge_overrides(section, '{"server": {"port": 1}}', allowed=("batch",))
+
+
+def test_model_paths_resolve_like_the_store_root(tmp_path: Path) -> None:
+    """Every service resolves the local paths of its config (store root, model folders) against the
+    config file's folder, through one helper; model *names* of remote backends stay as written."""
+    from iterkd.teacher.config import TeacherFileConfig
+    from iterkd.trainer.config import TrainerFileConfig
+
+    cfg_file = tmp_path / "conf" / "run.yaml"
+    cfg_file.parent.mkdir()
+    cfg_file.write_text("store: {root: st}\nteacher: {backend: hf, model: models/t, adapter: ../a}\n"
+                        "trainer: {base_model: models/s}\n")
+    teacher = load_config(cfg_file, TeacherFileConfig)
+    trainer = load_config(cfg_file, TrainerFileConfig)
+    here = cfg_file.parent
+    assert teacher.store.root == trainer.store.root == str(here / "st")
+    assert (teacher.teacher.model, teacher.teacher.adapter) == (str(here / "models/t"), str(tmp_path / "a"))
+    assert trainer.trainer.base_model == str(here / "models/s")
+    cfg_file.write_text("teacher: {backend: openai, model: org/name, url: 'http://127.0.0.1:1'}\n")
+    assert load_config(cfg_file, TeacherFileConfig).teacher.model == "org/name"
+    absolute = str(tmp_path / "abs")
+    cfg_file.write_text(f"trainer: {{base_model: {absolute}}}\n")
+    assert load_config(cfg_file, TrainerFileConfig).trainer.base_model == absolute

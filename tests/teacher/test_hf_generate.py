@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from iterkd.shared.hf_generate import SEED_BITS, cut_at_stop, derive_seed
+from iterkd.shared.generation import SEED_BITS, cut_at_stop, derive_seed
 
 
 def test_derive_seed_is_stable_and_distinct() -> None:
@@ -25,7 +25,8 @@ def test_cut_at_stop_takes_the_earliest() -> None:
 
 
 def test_importing_shared_does_not_import_torch() -> None:
-    code = "import sys, iterkd.shared.hf_generate, iterkd.teacher.backends; print('torch' in sys.modules)"
+    code = ("import sys, iterkd.shared.generation, iterkd.shared.solve, iterkd.teacher.backends; "
+            "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -35,8 +36,8 @@ def test_peft_adapter_changes_the_output(tiny_model_dir: Path, tmp_path: Path) -
     peft = pytest.importorskip("peft")
     from transformers import AutoModelForCausalLM
 
-    from iterkd.shared.hf_generate import HFGenerator
     from iterkd.shared.inference import SamplingParams
+    from iterkd.torchkit.hf_generate import HFGenerator
 
     model = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir))
     config = peft.LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
@@ -55,3 +56,22 @@ def test_peft_adapter_changes_the_output(tiny_model_dir: Path, tmp_path: Path) -
     assert gen.generate(["def f():"], params)[0][0].text != base
     gen.unload_adapter()
     assert gen.generate(["def f():"], params)[0][0].text == base
+
+
+def test_a_missing_gpu_is_a_machine_problem(tiny_model_dir: Path) -> None:
+    """``device: cuda`` on a machine without CUDA: DeviceUnavailable, FAILED_PRECONDITION at the RPC
+    boundary (not INVALID_ARGUMENT: the request was fine, the machine is not)."""
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    import grpc
+
+    from iterkd.shared.errors import DeviceUnavailable
+    from iterkd.shared.rpc import status_for
+    from iterkd.torchkit.hf_generate import HFGenerator
+    from iterkd.torchkit.models import pick_device
+
+    with pytest.raises(DeviceUnavailable, match="'cuda' requested but this machine has no CUDA device"):
+        HFGenerator(tiny_model_dir, device="cuda")
+    assert pick_device("auto").type == "cpu"
+    assert status_for(DeviceUnavailable("x")) == grpc.StatusCode.FAILED_PRECONDITION

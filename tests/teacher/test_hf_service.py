@@ -13,12 +13,13 @@ import grpc
 import pytest
 
 from iterkd.shared.formats import Problem, Sample, read_samples
-from iterkd.shared.hf_generate import HFGenerator, derive_seed
+from iterkd.shared.generation import derive_seed
 from iterkd.shared.inference import GrpcGenerator, SamplingParams
 from iterkd.shared.store import LocalStore
 from iterkd.teacher.backends import HFBackend
 from iterkd.teacher.config import TeacherConfig
 from iterkd.teacher.testing import running_teacher
+from iterkd.torchkit.hf_generate import HFGenerator
 from iterkd.v1 import common_pb2
 
 

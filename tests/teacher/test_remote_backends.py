@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import grpc
 import pytest
 
-from iterkd.shared.hf_generate import derive_seed
+from iterkd.shared.generation import derive_seed
 from iterkd.shared.inference import GrpcGenerator, SamplingParams
 from iterkd.teacher.config import TeacherConfig
 from iterkd.teacher.testing import FakeModelServer, running_teacher

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from iterkd.shared.hf_generate import GenerationCancelled
+from iterkd.shared.errors import GenerationCancelled
 from iterkd.teacher.retry import BudgetExceeded, RetriesExhausted, Retryable, RetryPolicy, call_with_retry
 
 

@@ -36,7 +36,7 @@ def test_killed_training_resumes_from_saved_step(
     state_latest = f"{stage_prefix('r1', 0, 'train')}/_state/latest.json"
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "iterkd.trainer.train_cli", "train", "--config", str(cfg_path), "--run", "r1",
+        [sys.executable, "-m", "iterkd.shared.cli", "train", "--config", str(cfg_path), "--run", "r1",
          "--cycle", "0", "--train-set", uri],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )

@@ -159,3 +159,23 @@ def test_train_builds_its_training_set_from_verified_answers_inside_the_stage(
         list(stub.Train(trainer_pb2.TrainRequest(run=common_pb2.RunCycle(run_id="x", cycle=0),
                                                  problems_uri=uris["problems"], samples_uri=uris["samples"])))
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "verdicts_uri missing" in info.value.details()
+
+
+def test_a_missing_gpu_is_failed_precondition(tmp_path: Path, fast_cfg: dict[str, Any]) -> None:
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    cfg_path = tmp_path / "trainer.yaml"
+    cfg_path.write_text(yaml.safe_dump({"store": {"root": "store"}, "trainer": {**fast_cfg, "device": "cuda"},
+                                        "logging": {"level": "WARNING"}}))
+    server = build_server(ServeOptions(config=str(cfg_path), port=0))
+    server.start()
+    channel, stub = connect(server.target, trainer_pb2_grpc.TrainerServiceStub, timeout=60, wait_ready_s=10)
+    try:
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Info(common_pb2.InfoRequest())
+        assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "trainer.device" in info.value.details() and "no CUDA device" in info.value.details()
+    finally:
+        channel.close()
+        server.stop(0)

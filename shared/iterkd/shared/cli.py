@@ -8,7 +8,8 @@ Each service package declares entry points:
   ``build_server(opts: ServeOptions) -> Server`` builds an unstarted server; ``iterkd serve NAME``
   starts it and blocks until SIGTERM.
 
-So an image has exactly the commands of what it installed. Usage errors exit with status 2.
+So an image has exactly the commands of what it installed. Errors exit one way for every command
+(:func:`run_command`): a message naming the culprit on stderr, status 2 for usage errors.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from iterkd.shared.config import ConfigError, ServerConfig
+from iterkd.shared.errors import BadRequest, Conflict, NotFound, Unavailable
 from iterkd.shared.formats import DataError
 from iterkd.shared.store import StoreError
 
@@ -92,19 +94,31 @@ def _unavailable(name: str, exc: Exception) -> Any:
     return func
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+# Every command exits on error one way: ``iterkd COMMAND: message`` on stderr (the message names
+# the culprit: file and line, field, URI), status 2 when the input was wrong (a usage error), 1 when
+# the machine or a service failed. Commands raise; they do not print errors or pick statuses.
+USAGE_ERRORS: tuple[type[BaseException], ...] = (ConfigError, DataError, StoreError, BadRequest, FileExistsError)
+FAILURES: tuple[type[BaseException], ...] = (NotFound, Conflict, Unavailable, OSError, TimeoutError)
+
+
+def run_command(args: argparse.Namespace, prog: str = "iterkd") -> int:
+    """Run a parsed command's ``func`` and map its errors to a message and an exit status."""
+    name = f"{prog} {args.command}"
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, DataError, StoreError) as exc:
-        print(f"iterkd {args.command}: {exc}", file=sys.stderr)
+    except USAGE_ERRORS as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:  # e.g. a port already in use, an unreadable model folder
-        print(f"iterkd {args.command}: {exc}", file=sys.stderr)
+    except FAILURES as exc:  # e.g. a port in use, no GPU, a service that does not answer
+        print(f"{name}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    return run_command(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

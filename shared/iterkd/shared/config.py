@@ -82,6 +82,11 @@ class FileConfig(BaseModel):
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     source: str | None = Field(default=None, exclude=True)
 
+    def local_paths(self) -> list[tuple[BaseModel, str]]:
+        """The (section, field) pairs that hold local paths: relative ones are resolved against the
+        config file's folder by :func:`load_config`. Services add theirs (model folders)."""
+        return [(self.store, "root")] if self.store.backend == "local" else []
+
     @model_validator(mode="before")
     @classmethod
     def _known_sections(cls, data: Any) -> Any:
@@ -136,10 +141,17 @@ def load_config(path: str | os.PathLike[str] | None, model: type[C]) -> C:
     cfg = parse_config(data, model, str(p))
     if isinstance(cfg, FileConfig):
         cfg.source = str(p)
-        store = cfg.store
-        if store.backend == "local" and not Path(store.root).is_absolute():
-            store.root = str((p.parent / store.root).resolve())
+        for section, name in cfg.local_paths():
+            setattr(section, name, resolve_path(getattr(section, name), p))
     return cfg
+
+
+def resolve_path(value: str | None, config_file: str | os.PathLike[str] | None) -> str | None:
+    """A local path written in a config file: relative to the file's folder (absolute, empty or no
+    file: as it is). Every service resolves its store root and model folders this one way."""
+    if not value or config_file is None or Path(value).is_absolute():
+        return value
+    return str((Path(config_file).parent / value).resolve())
 
 
 def merge_overrides(section: C, overrides_json: str, source: str = "config_json",

@@ -19,8 +19,17 @@ class Conflict(RuntimeError):
     """The request conflicts with the current state (FAILED_PRECONDITION)."""
 
 
+class DeviceUnavailable(Conflict):
+    """The machine lacks the device the configuration asks for, e.g. ``device: cuda`` where there is
+    no GPU: a machine problem (FAILED_PRECONDITION), not a bad request."""
+
+
 class Unavailable(RuntimeError):
     """A backend the service depends on is unavailable (UNAVAILABLE); the caller may retry."""
+
+
+class GenerationCancelled(Exception):
+    """The caller went away; generation stopped early (CANCELLED)."""
 
 
 def require(condition: bool, message: str) -> None:

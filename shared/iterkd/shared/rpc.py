@@ -28,7 +28,14 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from iterkd.shared.config import ConfigError, ServerConfig
-from iterkd.shared.errors import BadRequest, Conflict, NotFound, Unavailable, require  # noqa: F401 (re-exported)
+from iterkd.shared.errors import (  # noqa: F401 (re-exported)
+    BadRequest,
+    Conflict,
+    GenerationCancelled,
+    NotFound,
+    Unavailable,
+    require,
+)
 from iterkd.shared.formats import DataError
 from iterkd.shared.store import ArtifactNotFound, InvalidKey
 
@@ -45,6 +52,7 @@ _CODES: list[tuple[type[BaseException], grpc.StatusCode]] = [
     (Conflict, grpc.StatusCode.FAILED_PRECONDITION),
     (Unavailable, grpc.StatusCode.UNAVAILABLE),
     (TimeoutError, grpc.StatusCode.DEADLINE_EXCEEDED),
+    (GenerationCancelled, grpc.StatusCode.CANCELLED),
 ]
 
 

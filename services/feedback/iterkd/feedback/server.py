@@ -10,12 +10,10 @@ from iterkd.feedback.judge import Judge, TgiHttpGenerator
 from iterkd.feedback.sandbox import Limits, SandboxPool
 from iterkd.feedback.service import FeedbackServicer
 from iterkd.feedback.static import StaticAnalyzer
+from iterkd.shared import serve
 from iterkd.shared.cli import ServeOptions
-from iterkd.shared.config import load_config
 from iterkd.shared.inference import GrpcGenerator, SamplingParams, TextGenerator
-from iterkd.shared.log import setup_logging
-from iterkd.shared.rpc import Server, Service, service_name
-from iterkd.shared.store import open_store
+from iterkd.shared.rpc import Server
 from iterkd.v1 import feedback_pb2, feedback_pb2_grpc
 
 
@@ -56,10 +54,6 @@ def build_servicer(cfg: FeedbackConfig, store: Any) -> FeedbackServicer:
 
 def build_server(opts: ServeOptions) -> Server:
     """The entry point of ``iterkd serve feedback`` (group ``iterkd.services``); unstarted."""
-    file_cfg = load_config(opts.config, FeedbackFileConfig)
-    setup_logging(file_cfg.logging.level, file_cfg.logging.format)
-    cfg = file_cfg.feedback
-    servicer = build_servicer(cfg, open_store(file_cfg.store))
-    service = Service(feedback_pb2_grpc.add_FeedbackServiceServicer_to_server, servicer,
-                      service_name(feedback_pb2, "FeedbackService"))
-    return Server([service], opts.apply(cfg.server))
+    return serve.build_server(opts, FeedbackFileConfig, "feedback", build_servicer,
+                              feedback_pb2_grpc.add_FeedbackServiceServicer_to_server, feedback_pb2,
+                              "FeedbackService")

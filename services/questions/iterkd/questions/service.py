@@ -40,10 +40,10 @@ from iterkd.questions.generate import Candidate, ask_teacher
 from iterkd.questions.levels import assign_levels
 from iterkd.questions.validate import Executor, GrpcExecutor, validate
 from iterkd.shared.config import merge_overrides
+from iterkd.shared.errors import Unavailable, require
 from iterkd.shared.formats import Feedback, Problem
 from iterkd.shared.inference import GrpcGenerator, TextGenerator
 from iterkd.shared.log import event, get_logger
-from iterkd.shared.rpc import Unavailable, require
 from iterkd.shared.stages import StageManifest, StageWriter, begin_stage, stage_lock, stage_prefix
 from iterkd.shared.store import ArtifactStore
 from iterkd.v1 import common_pb2, questions_pb2, questions_pb2_grpc

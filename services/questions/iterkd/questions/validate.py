@@ -21,9 +21,10 @@ from typing import Protocol
 
 from iterkd.questions.config import GenerationConfig, ValidationConfig
 from iterkd.questions.generate import Candidate, ParsedQuestion
+from iterkd.shared.errors import Unavailable
 from iterkd.shared.inference import SamplingParams, TextGenerator
 from iterkd.shared.programs import mbpp_program
-from iterkd.shared.rpc import Unavailable, connect
+from iterkd.shared.rpc import connect
 from iterkd.shared.solve import solve_answers
 from iterkd.v1 import feedback_pb2, feedback_pb2_grpc
 

@@ -2,7 +2,7 @@
 OpenAI-compatible server, over httpx) and ``hf`` (a local transformers model).
 
 Every backend turns ``(prompts, SamplingParams)`` into ``params.n`` samples per prompt. Sample ``i``
-of prompt ``j`` uses ``derive_seed(params.seed, j, i)`` (see :mod:`iterkd.shared.hf_generate`);
+of prompt ``j`` uses ``derive_seed(params.seed, j, i)`` (see :mod:`iterkd.shared.generation`);
 remote backends send it as the request's ``seed``, one HTTP request per sample, so n samples
 differ and a rerun repeats them where the server honours seeds. Stop sequences are cut from the
 text on our side too, so every backend returns text without them.
@@ -24,16 +24,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from iterkd.shared.hf_generate import (
+from iterkd.shared.errors import BadRequest, GenerationCancelled, Unavailable
+from iterkd.shared.generation import (
     Cancelled,
-    GenerationCancelled,
     GenOutput,
     cut_at_stop,
     derive_seed,
     is_cancelled,
 )
 from iterkd.shared.inference import SamplingParams
-from iterkd.shared.rpc import BadRequest, Unavailable
 from iterkd.teacher.config import TeacherConfig
 from iterkd.teacher.retry import Retryable, RetryPolicy, call_with_retry
 
@@ -468,7 +467,7 @@ class HFBackend(Backend):
     name = "hf"
 
     def __init__(self, cfg: TeacherConfig, generator: Any = None) -> None:
-        from iterkd.shared.hf_generate import HFGenerator
+        from iterkd.torchkit.hf_generate import HFGenerator
 
         self.cfg = cfg
         model = cfg.model or DEFAULT_HF_MODEL

@@ -13,16 +13,17 @@ import json
 import sys
 from collections.abc import Sequence
 
+from iterkd.shared.cli import run_command
+from iterkd.shared.errors import BadRequest
 from iterkd.teacher.tiny import METADATA_FILE, PRESETS
 
 
 def _cmd_tiny(args: argparse.Namespace) -> int:
-    """Build a tiny model; print one JSON line on success, an error on stderr (exit 2) otherwise."""
+    """Build a tiny model and print one JSON line; bad input is BadRequest (exit 2, by the dispatcher)."""
     from iterkd.teacher.tiny import build_tiny_model
 
     if args.preset not in PRESETS:
-        print(f"error: unknown preset {args.preset!r}; choose one of {', '.join(sorted(PRESETS))}", file=sys.stderr)
-        return 2
+        raise BadRequest(f"unknown preset {args.preset!r}; choose one of {', '.join(sorted(PRESETS))}")
     try:
         from transformers.utils import logging as hf_logging
 
@@ -34,9 +35,8 @@ def _cmd_tiny(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             warmup_steps=args.warmup_steps,
         )
-    except (FileExistsError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
     meta = json.loads((out_dir / METADATA_FILE).read_text(encoding="utf-8"))
     print(
         json.dumps(
@@ -104,11 +104,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     subparsers = parser.add_subparsers(dest="command", metavar="{models}")
     register_models(subparsers)
     args = parser.parse_args(argv)
-    func = getattr(args, "func", None)
-    if func is None:
+    if getattr(args, "func", None) is None:
         parser.print_usage(sys.stderr)
         return 2
-    return int(func(args))
+    return run_command(args, prog="iterkd-teacher")
 
 
 if __name__ == "__main__":

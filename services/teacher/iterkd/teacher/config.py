@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from iterkd.shared.config import FileConfig, Section, ServerConfig
 from iterkd.shared.prompts import PromptConfig
@@ -54,3 +54,8 @@ class TeacherConfig(Section):
 
 class TeacherFileConfig(FileConfig):
     teacher: TeacherConfig = Field(default_factory=TeacherConfig)
+
+    def local_paths(self) -> list[tuple[BaseModel, str]]:
+        """hf: the model and adapter folders (for tgi/openai ``model`` is a name, not a path)."""
+        local = [(self.teacher, "model"), (self.teacher, "adapter")] if self.teacher.backend == "hf" else []
+        return [*super().local_paths(), *local]

@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
+from iterkd.shared import serve
 from iterkd.shared.cli import ServeOptions
-from iterkd.shared.config import load_config
-from iterkd.shared.log import setup_logging
-from iterkd.shared.rpc import Server, Service, service_name
-from iterkd.shared.store import ArtifactStore, open_store
+from iterkd.shared.rpc import Server
+from iterkd.shared.store import ArtifactStore
 from iterkd.teacher.backends import Backend, make_backend
 from iterkd.teacher.config import TeacherConfig, TeacherFileConfig
 from iterkd.teacher.service import TeacherServicer
 from iterkd.v1 import teacher_pb2, teacher_pb2_grpc
-
-
-def _resolve_paths(cfg: TeacherConfig, source: str | None) -> None:
-    """Local model and adapter paths are relative to the config file's folder, as store.root is."""
-    if source is None or cfg.backend != "hf":
-        return
-    base = Path(source).parent
-    if cfg.model and not Path(cfg.model).is_absolute():
-        cfg.model = str((base / cfg.model).resolve())
-    if cfg.adapter and not Path(cfg.adapter).is_absolute():
-        cfg.adapter = str((base / cfg.adapter).resolve())
 
 
 def build_servicer(cfg: TeacherConfig, store: ArtifactStore | None = None,
@@ -32,11 +18,6 @@ def build_servicer(cfg: TeacherConfig, store: ArtifactStore | None = None,
 
 
 def build_server(opts: ServeOptions) -> Server:
-    file_cfg = load_config(opts.config, TeacherFileConfig)
-    setup_logging(file_cfg.logging.level, file_cfg.logging.format)
-    cfg = file_cfg.teacher
-    _resolve_paths(cfg, file_cfg.source)
-    servicer = build_servicer(cfg, open_store(file_cfg.store))
-    service = Service(teacher_pb2_grpc.add_TeacherServiceServicer_to_server, servicer,
-                      service_name(teacher_pb2, "TeacherService"))
-    return Server([service], opts.apply(cfg.server))
+    """The entry point of ``iterkd serve teacher`` (group ``iterkd.services``); unstarted."""
+    return serve.build_server(opts, TeacherFileConfig, "teacher", build_servicer,
+                              teacher_pb2_grpc.add_TeacherServiceServicer_to_server, teacher_pb2, "TeacherService")

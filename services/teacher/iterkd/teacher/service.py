@@ -17,7 +17,6 @@ from typing import Any
 import grpc
 
 from iterkd.shared.generation import GenerationLimits, check_generate
-from iterkd.shared.hf_generate import GenerationCancelled
 from iterkd.shared.inference import SamplingParams
 from iterkd.shared.solve import SolveSettings, solve_rpc
 from iterkd.shared.store import ArtifactStore
@@ -64,10 +63,7 @@ class TeacherServicer(teacher_pb2_grpc.TeacherServiceServicer):
                  context: grpc.ServicerContext) -> common_pb2.GenerateResponse:
         ids, prompts, params = check_generate(request, self.limits())
         cancelled, deadline = self._call_scope(context)
-        try:
-            outs = self.backend.generate(prompts, params, cancelled, deadline)
-        except GenerationCancelled:
-            context.abort(grpc.StatusCode.CANCELLED, "the caller went away")
+        outs = self.backend.generate(prompts, params, cancelled, deadline)
         return common_pb2.GenerateResponse(
             completions=[
                 common_pb2.Completion(prompt_id=ids[j], index=i, text=o.text, completion_tokens=o.tokens,
@@ -81,21 +77,15 @@ class TeacherServicer(teacher_pb2_grpc.TeacherServiceServicer):
                        context: grpc.ServicerContext) -> Iterator[common_pb2.Completion]:
         ids, prompts, params = check_generate(request, self.limits())
         cancelled, deadline = self._call_scope(context)
-        try:
-            for j, i, o in self.backend.iter_generate(prompts, params, cancelled, deadline):
-                yield common_pb2.Completion(prompt_id=ids[j], index=i, text=o.text, completion_tokens=o.tokens,
-                                            finish_reason=o.finish_reason, seed=o.seed)
-        except GenerationCancelled:
-            context.abort(grpc.StatusCode.CANCELLED, "the caller went away")
+        for j, i, o in self.backend.iter_generate(prompts, params, cancelled, deadline):
+            yield common_pb2.Completion(prompt_id=ids[j], index=i, text=o.text, completion_tokens=o.tokens,
+                                        finish_reason=o.finish_reason, seed=o.seed)
 
     def Solve(self, request: common_pb2.SolveRequest, context: grpc.ServicerContext) -> common_pb2.SolveResponse:
         cancelled, deadline = self._call_scope(context)
 
         def generate(prompts: Sequence[str], params: SamplingParams) -> list[list[str]]:
-            try:
-                return [[o.text for o in row] for row in self.backend.generate(prompts, params, cancelled, deadline)]
-            except GenerationCancelled:
-                context.abort(grpc.StatusCode.CANCELLED, "the caller went away")
+            return [[o.text for o in row] for row in self.backend.generate(prompts, params, cancelled, deadline)]
 
         settings = SolveSettings("teacher-solve", self.cfg.prompts.solve_template, self.cfg.prompts.use_chat_template,
                                  self.limits())

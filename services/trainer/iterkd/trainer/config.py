@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from iterkd.shared.config import FileConfig, Section, ServerConfig
 from iterkd.shared.prompts import PromptConfig
@@ -92,3 +92,6 @@ class TrainerConfig(Section):
 
 class TrainerFileConfig(FileConfig):
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+
+    def local_paths(self) -> list[tuple[BaseModel, str]]:
+        return [*super().local_paths(), (self.trainer, "base_model")]

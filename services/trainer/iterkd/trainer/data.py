@@ -4,7 +4,7 @@ Where prompts are rendered: :func:`build_examples` renders each problem once wit
 template (:func:`iterkd.shared.prompts.render_solve_prompt`, the prompt the teacher answered), so a
 :class:`TrainingExample`'s ``prompt`` is final text and the trainer never re-renders it (pairwise
 data from elsewhere is used with its instruction as it is). The only transformation at training
-time is the chat wrapping (:func:`format_prompt`), applied exactly as the student's Generate
+time is the chat wrapping (:func:`iterkd.torchkit.models.chat_prompt`), applied exactly as the student's Generate
 applies it, so training and serving see the same token sequence.
 
 Truncation policy: an example whose prompt alone leaves no room for one completion token within
@@ -25,6 +25,7 @@ import torch
 from iterkd.shared.formats import DataError, Problem, Sample, TrainingExample, Verdict, read_pairs
 from iterkd.shared.prompts import DEFAULT_SOLVE_TEMPLATE, render_solve_prompt
 from iterkd.shared.store import ArtifactStore
+from iterkd.torchkit.models import chat_prompt
 from iterkd.trainer.losses import IGNORE_INDEX, fault_token_weights
 
 
@@ -112,17 +113,6 @@ def check_examples(examples: Sequence[TrainingExample], source: str) -> list[Tra
 # Tokenisation
 
 
-def format_prompt(tokenizer: Any, prompt: str, use_chat_template: bool) -> tuple[str, bool]:
-    """The text the model sees before the answer, and whether special tokens are to be added when
-    tokenising it (not when a chat template already wrote them)."""
-    if use_chat_template and getattr(tokenizer, "chat_template", None):
-        text = tokenizer.apply_chat_template(
-            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
-        )
-        return text, False
-    return prompt, True
-
-
 @dataclass
 class Encoded:
     problem_id: str
@@ -162,7 +152,7 @@ def encode_examples(
     stats = EncodeStats()
     out: list[Encoded] = []
     for i, ex in enumerate(examples):
-        text, special = format_prompt(tokenizer, ex.prompt, use_chat_template)
+        text, special = chat_prompt(tokenizer, ex.prompt, use_chat_template)
         prompt_ids = list(tokenizer(text, add_special_tokens=special)["input_ids"])
         room = max_length - len(prompt_ids)
         if room < 1:

@@ -5,7 +5,7 @@ Train is idempotent per (run, cycle): a finished stage (its manifest exists) ans
 (a job registry keyed by (run, cycle)); trainings of different cycles queue for the device. A
 training runs in its own thread, so a caller that goes away does not stop it.
 
-Serving: Generate / Solve use the shared :class:`iterkd.shared.hf_generate.HFGenerator` on the
+Serving: Generate / Solve use the shared :class:`iterkd.torchkit.hf_generate.HFGenerator` on the
 current student. After a training finishes, the served student is its checkpoint (switched before
 the final ``done`` record is sent); Solve for a (run, cycle) whose train stage is done serves that
 cycle's checkpoint; LoadStudent switches explicitly. Solve (:func:`iterkd.shared.solve.solve_rpc`,
@@ -24,14 +24,15 @@ from typing import Any
 import grpc
 
 from iterkd.shared.config import merge_overrides
+from iterkd.shared.errors import BadRequest, Conflict, Unavailable, require
 from iterkd.shared.generation import GenerationLimits, check_generate
-from iterkd.shared.hf_generate import GenerationCancelled, HFGenerator
 from iterkd.shared.inference import SamplingParams
 from iterkd.shared.log import event, get_logger
-from iterkd.shared.rpc import BadRequest, Conflict, Unavailable, require
 from iterkd.shared.solve import SolveSettings, solve_rpc
 from iterkd.shared.stages import checkpoint_entry, read_manifest, stage_prefix
 from iterkd.shared.store import ArtifactStore
+from iterkd.torchkit.hf_generate import HFGenerator
+from iterkd.torchkit.models import is_adapter_dir, pick_device
 from iterkd.trainer.config import TrainerConfig
 from iterkd.trainer.job import (
     TrainSpec,
@@ -187,7 +188,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         """Load the base model (``key`` None) or a checkpoint folder of the store and serve it."""
         with self._student_lock:
             base = self.cfg.base_model
-            device = "cuda" if self.cfg.device == "cuda" else ("cpu" if self.cfg.device == "cpu" else "auto")
+            device = str(pick_device(self.cfg.device, "trainer.device"))
             mb = self.cfg.generate_micro_batch
             if key is None:
                 if not (Path(base) / "config.json").is_file():
@@ -197,7 +198,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
             else:
                 self._loads += 1
                 local = self.store.get_dir(key, self.workdir / f"student-{self._loads}")
-                if (local / "adapter_config.json").is_file():
+                if is_adapter_dir(local):
                     gen = HFGenerator(base, adapter_dir=local, device=device, micro_batch_size=mb)
                 else:
                     gen = HFGenerator(local, device=device, micro_batch_size=mb)
@@ -239,10 +240,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
                  ) -> common_pb2.GenerateResponse:
         student = self._current()
         ids, texts, params = check_generate(request, self._limits(student))
-        try:
-            outs = student.generator.generate(texts, params, cancelled=lambda: not context.is_active())
-        except GenerationCancelled:
-            context.abort(grpc.StatusCode.CANCELLED, "the caller went away")
+        outs = student.generator.generate(texts, params, cancelled=lambda: not context.is_active())
         reply = common_pb2.GenerateResponse(model=student.generator.model_id)
         for prompt_id, samples in zip(ids, outs):
             for i, o in enumerate(samples):
@@ -260,10 +258,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         student = self._current()
 
         def generate(prompts: Sequence[str], params: SamplingParams) -> list[list[str]]:
-            try:
-                outs = student.generator.generate(prompts, params, cancelled=lambda: not context.is_active())
-            except GenerationCancelled:
-                context.abort(grpc.StatusCode.CANCELLED, "the caller went away")
+            outs = student.generator.generate(prompts, params, cancelled=lambda: not context.is_active())
             return [[o.text for o in row] for row in outs]
 
         settings = SolveSettings("student-solve", self.cfg.prompts.solve_template, self.cfg.prompts.use_chat_template,

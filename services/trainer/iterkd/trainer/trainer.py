@@ -28,6 +28,7 @@ import torch
 
 from iterkd.shared.config import ConfigError
 from iterkd.shared.formats import TrainingExample
+from iterkd.torchkit.models import is_adapter_dir, pick_device
 from iterkd.trainer.config import TrainerConfig
 from iterkd.trainer.data import Batch, Encoded, EncodeStats, collate, encode_examples
 from iterkd.trainer.losses import (
@@ -56,14 +57,6 @@ class StepRecord:
     step_time_s: float
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise ConfigError("trainer.device: 'cuda' requested but no CUDA device is available")
-        return torch.device("cuda")
-    return torch.device("cpu")
-
-
 def use_bf16(setting: str | bool, device: torch.device) -> bool:
     """``auto``: bf16 autocast on CUDA devices that support bf16, off on CPU."""
     if setting == "auto":
@@ -78,10 +71,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     if torch.cuda.is_available():
         torch.cuda.manual_seed_all(seed)
-
-
-def is_adapter_dir(path: str | Path) -> bool:
-    return (Path(path) / "adapter_config.json").is_file()
 
 
 def load_student(base_model: str, adapter: str | Path | None, device: torch.device, dtype: torch.dtype | None = None,
@@ -114,7 +103,7 @@ class StudentTrainer:
     def __init__(self, cfg: TrainerConfig, examples: Sequence[TrainingExample], base_model: str | None = None,
                  init_dir: str | Path | None = None, source: str = "training set") -> None:
         self.cfg = cfg
-        self.device = resolve_device(cfg.device)
+        self.device = pick_device(cfg.device, "trainer.device")
         self.bf16 = use_bf16(cfg.optim.bf16, self.device)
         self.base_model = base_model or cfg.base_model
         self.init_dir = str(init_dir) if init_dir is not None else None

@@ -1,8 +1,9 @@
 """Batched generation with a local transformers model (and an optional PEFT adapter).
 
 The teacher's ``hf`` backend and the trainer's student inference both use :class:`HFGenerator`.
-torch, transformers and peft are imported lazily, inside functions, so importing this module (for
-:func:`derive_seed` or :func:`cut_at_stop`) never pulls torch in.
+It lives in the ``iterkd-torchkit`` distribution, which only torch-carrying images install; the
+torch-free pieces every backend shares (seeds, stop cutting, cancellation, :class:`GenOutput`) are
+in :mod:`iterkd.shared.generation`.
 
 How generation works: every (prompt, sample) pair is one *row*. Rows are sorted by prompt length,
 cut into micro-batches of ``micro_batch_size`` and decoded with left padding in a small sampling
@@ -17,57 +18,25 @@ gives the same texts on the same machine, model and library versions.
 
 from __future__ import annotations
 
-import hashlib
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from iterkd.shared.errors import BadRequest, GenerationCancelled
+from iterkd.shared.generation import (
+    Cancelled,
+    GenOutput,
+    cut_at_stop,
+    derive_seed,
+    is_cancelled,
+)
 from iterkd.shared.inference import SamplingParams
-from iterkd.shared.rpc import BadRequest
+from iterkd.torchkit.models import chat_prompt, is_adapter_dir, pick_device, pick_dtype
 
 if TYPE_CHECKING:
     import torch
-
-SEED_BITS = 31
-"""Derived seeds lie in ``[0, 2**31)``: every backend we talk to (TGI, vLLM, SGLang, OpenAI)
-accepts such a seed, and torch does too."""
-
-
-def derive_seed(base: int, prompt_index: int, sample_index: int) -> int:
-    """The seed of sample ``sample_index`` of prompt ``prompt_index`` for a request whose base seed
-    is ``base``: the first bytes of ``blake2b(f"{base}:{prompt_index}:{sample_index}")``, reduced
-    to :data:`SEED_BITS` bits. Deterministic across processes and machines."""
-    digest = hashlib.blake2b(f"{base}:{prompt_index}:{sample_index}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") & ((1 << SEED_BITS) - 1)
-
-
-def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
-    """``text`` cut before the earliest occurrence of any stop sequence; whether one was found."""
-    cut = -1
-    for stop in stops:
-        if stop:
-            at = text.find(stop)
-            if at >= 0 and (cut < 0 or at < cut):
-                cut = at
-    return (text[:cut], True) if cut >= 0 else (text, False)
-
-
-class GenerationCancelled(Exception):
-    """The caller went away; generation stopped early."""
-
-
-@dataclass(frozen=True)
-class GenOutput:
-    """One sample: its text (stop sequence cut), why it ended (``stop``, ``length``, ``eos``), how
-    many tokens were generated (an EOS token counts) and the seed it used."""
-
-    text: str
-    finish_reason: str
-    tokens: int
-    seed: int
-
 
 @dataclass(frozen=True)
 class Row:
@@ -80,42 +49,6 @@ class Row:
     top_p: float
     stop: tuple[str, ...]
     seed: int
-
-
-Cancelled = Callable[[], bool] | threading.Event | None
-
-
-def is_cancelled(cancelled: Cancelled) -> bool:
-    """Whether a cancellation flag (a callable, an Event or None) is raised."""
-    if cancelled is None:
-        return False
-    if isinstance(cancelled, threading.Event):
-        return cancelled.is_set()
-    return bool(cancelled())
-
-
-def _pick_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
-def _pick_dtype(dtype: str, device: str) -> torch.dtype:
-    import torch
-
-    if dtype == "auto":
-        if device.startswith("cuda") and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        return torch.float32
-    try:
-        value = getattr(torch, dtype)
-    except AttributeError:
-        raise ValueError(f"unknown dtype {dtype!r}; use auto, float32, float16 or bfloat16") from None
-    if not isinstance(value, torch.dtype):
-        raise ValueError(f"unknown dtype {dtype!r}; use auto, float32, float16 or bfloat16")
-    return value
 
 
 def _context_length(model: Any, tokenizer: Any) -> int:
@@ -144,9 +77,9 @@ class HFGenerator:
         path = Path(model_dir)
         if not (path / "config.json").is_file():
             raise FileNotFoundError(f"{path}: not a transformers model directory (no config.json)")
-        dev = _pick_device(device)
+        dev = pick_device(device)
         tokenizer = AutoTokenizer.from_pretrained(str(path))
-        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=_pick_dtype(dtype, dev))
+        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=pick_dtype(dtype, dev))
         model.to(dev)
         self._setup(model, tokenizer, model_id=str(path), micro_batch_size=micro_batch_size,
                     stop_check_interval=stop_check_interval)
@@ -204,7 +137,7 @@ class HFGenerator:
         from peft import PeftModel
 
         path = Path(adapter_dir)
-        if not (path / "adapter_config.json").is_file():
+        if not is_adapter_dir(path):
             raise FileNotFoundError(f"{path}: not a PEFT adapter directory (no adapter_config.json)")
         with self._lock:
             self._drop_adapter()
@@ -225,20 +158,15 @@ class HFGenerator:
 
     # -- prompts ----------------------------------------------------------------------------
     def render(self, prompt: str, use_chat_template: bool) -> str:
-        """The text the model sees: the prompt as a user turn where the tokenizer has a chat
-        template and ``use_chat_template`` is set, else the prompt itself."""
-        if use_chat_template and self.has_chat_template:
-            return str(self.tokenizer.apply_chat_template(
-                [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True))
-        return prompt
+        """The text the model sees (:func:`iterkd.torchkit.models.chat_prompt`)."""
+        return chat_prompt(self.tokenizer, prompt, use_chat_template)[0]
 
     def encode(self, prompts: Sequence[str], use_chat_template: bool = True) -> list[list[int]]:
-        templated = use_chat_template and self.has_chat_template
-        texts = [self.render(p, use_chat_template) for p in prompts]
-        if not texts:
+        if not prompts:
             return []
+        rendered = [chat_prompt(self.tokenizer, p, use_chat_template) for p in prompts]
         # A chat template already carries its special tokens.
-        batch = self.tokenizer(texts, add_special_tokens=not templated)
+        batch = self.tokenizer([text for text, _ in rendered], add_special_tokens=rendered[0][1])
         return [list(ids) for ids in batch["input_ids"]]
 
     def check_lengths(self, prompt_ids: Sequence[Sequence[int]], max_new_tokens: int) -> None:

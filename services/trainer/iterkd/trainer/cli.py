@@ -1,28 +1,27 @@
-"""Command-line training without the gRPC server (the local executor and the crash tests use it).
+"""``iterkd train`` and ``iterkd train-set``: training without the gRPC server (the local executor
+and the crash tests use it), registered through the ``iterkd.commands`` entry point.
 
-``python -m iterkd.trainer.train_cli train --config run.yaml --run r1 --cycle 0 --train-set URI``
-prints one JSON object per progress record on stdout and exits 0 when the stage is done, 2 on bad
-input. ``build-set`` turns problems + teacher samples + verdicts into a training set.
+``iterkd train --config run.yaml --run r1 --cycle 0 --train-set URI`` prints one JSON object per
+progress record on stdout and exits 0 when the stage is done. ``iterkd train-set`` turns problems +
+teacher samples + verdicts into a training set. Errors exit through the dispatcher
+(:func:`iterkd.shared.cli.run_command`): a message naming the culprit, status 2 for bad input.
+Heavy libraries are imported only when a command runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
-from collections.abc import Sequence
-
-from iterkd.shared.config import ConfigError, load_config, merge_overrides
-from iterkd.shared.formats import DataError, read_jsonl, read_problems, read_samples, write_jsonl
-from iterkd.shared.log import setup_logging
-from iterkd.shared.rpc import BadRequest
-from iterkd.shared.store import InvalidKey, open_store
-from iterkd.trainer.config import TrainerFileConfig
+from typing import Any
 
 
 def _train(args: argparse.Namespace) -> int:
     from google.protobuf.json_format import MessageToDict
 
+    from iterkd.shared.config import load_config, merge_overrides
+    from iterkd.shared.log import setup_logging
+    from iterkd.shared.store import open_store
+    from iterkd.trainer.config import TrainerFileConfig
     from iterkd.trainer.job import make_spec, run_training
 
     cfg = load_config(args.config, TrainerFileConfig)
@@ -40,8 +39,10 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _build_set(args: argparse.Namespace) -> int:
-    from iterkd.shared.formats import Verdict
+    from iterkd.shared.config import load_config
+    from iterkd.shared.formats import Verdict, read_jsonl, read_problems, read_samples, write_jsonl
     from iterkd.shared.prompts import DEFAULT_SOLVE_TEMPLATE
+    from iterkd.trainer.config import TrainerFileConfig
     from iterkd.trainer.data import build_examples
 
     cfg = load_config(args.config, TrainerFileConfig) if args.config else None
@@ -53,10 +54,9 @@ def _build_set(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m iterkd.trainer.train_cli", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("train", help="train one (run, cycle) and print progress as JSON lines")
+def register_train(subparsers: Any) -> None:
+    t = subparsers.add_parser("train", help="train one (run, cycle) and print progress as JSON lines",
+                              description=__doc__)
     t.add_argument("--config", help="YAML configuration file")
     t.add_argument("--run", required=True)
     t.add_argument("--cycle", type=int, required=True)
@@ -66,7 +66,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     t.add_argument("--init-adapter-uri")
     t.add_argument("--config-json", help="overrides of the trainer section, a JSON object")
     t.set_defaults(func=_train)
-    b = sub.add_parser("build-set", help="training examples from problems, teacher samples and verdicts")
+
+
+def register_train_set(subparsers: Any) -> None:
+    b = subparsers.add_parser("train-set", help="training examples from problems, teacher samples and verdicts")
     b.add_argument("--config", help="YAML configuration file (for the solve template)")
     b.add_argument("--problems", required=True)
     b.add_argument("--samples", required=True)
@@ -74,13 +77,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     b.add_argument("--out", required=True)
     b.add_argument("--max-chosen", type=int)
     b.set_defaults(func=_build_set)
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args))
-    except (ConfigError, DataError, BadRequest, InvalidKey) as exc:
-        print(f"train_cli {args.command}: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,1 @@
+"""IterKD torch kit: what only torch-carrying images (teacher[hf], trainer) install."""
