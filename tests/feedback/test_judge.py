@@ -11,10 +11,12 @@ import pytest
 from iterkd.feedback.judge import (
     DEFAULT_RUBRIC,
     DEFAULT_TEMPLATE,
+    Criterion,
     Judge,
     TgiHttpGenerator,
     check_judge_template,
     parse_score,
+    rubric_criteria,
     rubric_max_score,
 )
 from iterkd.shared.inference import SamplingParams
@@ -69,6 +71,73 @@ def test_parse_score(reply: str, expected: float | None) -> None:
         assert parsed.score == pytest.approx(expected), parsed
 
 
+# The method's authors' judge: a "Score:" heading, one line per rule, half points, no total.
+PER_RULE = """Score:
+Rule 1. Basic Functionality: 2
+Rule 2. Boundary Check: 0.5
+Rule 3. Requirement Coverage: 1
+Rule 4. Readability and Documentation: 0.5
+Rule 5. Coding Practice: 1"""
+
+PER_RULE_CASES = [
+    (PER_RULE, 5.0),
+    (PER_RULE.replace("Check: 0.5", "Check: 0"), 4.5),
+    ("The code is fine but misses empty lists.\n\n" + PER_RULE + "\n", 5.0),
+    # with a total: the stated total is the score
+    (PER_RULE + "\nTotal: 5/6", 5.0),
+    (PER_RULE + "\n\nScore: 4.5/6", 4.5),
+    # markup: bold names, bold heading, bullets, a markdown table
+    ("**Score:**\n" + "\n".join(f"- **{line}**" for line in PER_RULE.splitlines()[1:]), 5.0),
+    ("**Score:**\n" + "\n".join(line.replace(": ", ":** ", 1).replace("Rule", "**Rule", 1)
+                                  for line in PER_RULE.splitlines()[1:]), 5.0),
+    ("| Rule | Points |\n|---|---|\n| 1. Basic Functionality | 1.5 |\n| 2. Boundary Check | 1 |\n"
+     "| 3. Requirement Coverage | 1 |\n| 4. Readability and Documentation | 1 |\n| 5. Coding Practice | 0.5 |", 5.0),
+    # names as our rubric writes them, numbered without "Rule", points spelled out, half-point fractions
+    ("1. Basic functionality: 1 point\n2. Boundary checks: 0 points\n3. Requirement coverage: 1\n"
+     "4. Readability and documentation: 1\n5. Coding practice: 0.5", 3.5),
+    ("Rule 1. Basic Functionality: 1.5/2\nRule 2. Boundary Check: 0.5/1\nRule 3. Requirement Coverage: 1/1\n"
+     "Rule 4. Readability and Documentation: 1/1\nRule 5. Coding Practice: 1/1", 5.0),
+    # out of order, matched by name
+    ("Coding practice: 1\nBoundary checks: 1\nBasic functionality: 2\nRequirement coverage: 0\n"
+     "Readability and documentation: 1", 5.0),
+    # a criterion's own "score" is not the total
+    ("Basic functionality score: 2\nBoundary checks score: 1\nRequirement coverage score: 1\n"
+     "Readability and documentation score: 0\nCoding practice score: 1", 5.0),
+    # a criterion above its own maximum, a missing criterion, a negative value: unparsed
+    (PER_RULE.replace("Check: 0.5", "Check: 1.5"), None),
+    (PER_RULE.replace("Functionality: 2", "Functionality: 3"), None),
+    ("\n".join(PER_RULE.splitlines()[:-1]), None),
+    (PER_RULE.replace("Practice: 1", "Practice: -1"), None),
+    ("Score:\n1. Basic functionality: the code works.", None),  # the heading is no score of 1
+]
+
+
+@pytest.mark.parametrize(("reply", "expected"), PER_RULE_CASES)
+def test_parse_per_rule_replies(reply: str, expected: float | None) -> None:
+    parsed = parse_score(reply, 6)
+    if expected is None:
+        assert parsed.score is None, parsed
+    else:
+        assert parsed.score == pytest.approx(expected), parsed
+
+
+def test_per_rule_against_a_custom_rubric() -> None:
+    rubric = "1. Correctness (3 points): passes.\n2. Style (2 points): tidy.\nMaximum: 5 points."
+    criteria = rubric_criteria(rubric)
+    assert criteria == (Criterion("Correctness", 3.0), Criterion("Style", 2.0))
+    assert parse_score("Rule 1. Correctness: 2.5\nRule 2. Style: 2", 5, criteria).score == 4.5
+    assert parse_score("Rule 1. Correctness: 2.5\nRule 2. Style: 2.5", 5, criteria).score is None  # style max 2
+    # without the rubric's criteria a per-rule list is not read on another scale
+    assert parse_score("Rule 1. Correctness: 2.5\nRule 2. Style: 2", 5).score is None
+
+
+def test_default_prompt_asks_for_rules_and_total() -> None:
+    prompt = Judge(lambda *a: [], batch_size=1).prompt("Add.", "def add(a, b): return a + b")  # type: ignore[arg-type]
+    assert '"Score:" on a line of its own' in prompt and '"Rule N. <criterion>: <points>"' in prompt
+    assert "half points" in prompt and prompt.rstrip().endswith('"Score: X/6".')
+    assert [c.max_points for c in rubric_criteria(DEFAULT_RUBRIC)] == [2.0, 1.0, 1.0, 1.0, 1.0]
+
+
 def test_parse_score_other_maximum() -> None:
     assert parse_score("Score: 9/10", 10).score == 9.0
     assert parse_score("Score: 3/5", 10).score == 6.0
@@ -93,6 +162,8 @@ def _by_answer(body: dict) -> tuple[int, object]:
     prompt = body["inputs"]
     if "GOOD" in prompt:
         return text("Works and is tidy.\nScore: 6/6")
+    if "HALF" in prompt:
+        return text(PER_RULE)
     if "MEH" in prompt:
         return text("Basic functionality: 1/2\nBoundary checks: 0/1\nRequirement coverage: 1/1\n"
                     "Readability/documentation: 1/1\nCoding practice: 1/1")
