@@ -21,6 +21,7 @@ from iterkd.feedback.judge import (
 )
 from iterkd.shared.inference import SamplingParams
 from iterkd.shared.rpc import Unavailable
+from iterkd.shared.sampling import derive_seed
 from tests.feedback.tgi_fake import FakeTgi, text
 
 BREAKDOWN = """- Basic functionality: 2/2
@@ -162,8 +163,6 @@ def _by_answer(body: dict) -> tuple[int, object]:
     prompt = body["inputs"]
     if "GOOD" in prompt:
         return text("Works and is tidy.\nScore: 6/6")
-    if "HALF" in prompt:
-        return text(PER_RULE)
     if "MEH" in prompt:
         return text("Basic functionality: 1/2\nBoundary checks: 0/1\nRequirement coverage: 1/1\n"
                     "Readability/documentation: 1/1\nCoding practice: 1/1")
@@ -188,8 +187,17 @@ def test_judge_end_to_end_over_tgi_protocol() -> None:
     assert "Basic functionality (2 points)" in body["inputs"] and "Add two numbers." in body["inputs"]
     assert body["inputs"].rstrip().endswith('"Score: X/6".')
     params = body["parameters"]
-    assert params["max_new_tokens"] == 200 and params["seed"] == 7 and params["do_sample"] is False
+    # one seed rule everywhere: sample i of prompt j (in its batch) uses derive_seed(seed, j, i)
+    assert params["max_new_tokens"] == 200 and params["seed"] == derive_seed(7, 0, 0) and params["do_sample"] is False
     assert "temperature" not in params
+
+
+def test_judge_reads_per_rule_replies_end_to_end() -> None:
+    with FakeTgi(lambda body: text("Mostly right; empty input is not handled.\n\n" + PER_RULE)) as server:
+        gen = TgiHttpGenerator(server.url, timeout_s=10)
+        result = Judge(gen).score("Add two numbers.", "def add(a, b):\n    return a + b")
+        gen.close()
+    assert (result.score, result.max_score) == (5.0, 6.0)
 
 
 def test_judge_custom_rubric_and_sampling_parameters() -> None:
@@ -202,21 +210,25 @@ def test_judge_custom_rubric_and_sampling_parameters() -> None:
     assert result.score == 8.0 and result.max_score == 10.0
     [body] = server.requests
     assert body["inputs"] == "Correctness (7 points)\nStyle (3 points)|code|10"
-    assert body["parameters"] == {"max_new_tokens": 50, "seed": 3, "details": True, "do_sample": True,
-                                  "temperature": 0.7, "top_p": 0.9, "stop": ["\n\n"]}
+    assert body["parameters"] == {"max_new_tokens": 50, "seed": derive_seed(3, 0, 0), "details": True,
+                                  "do_sample": True, "temperature": 0.7, "top_p": 0.9, "stop": ["\n\n"]}
 
 
 def test_tgi_generator_samples_seeds_and_stop_sequences() -> None:
     def reply(body: dict) -> tuple[int, object]:
-        return text(f"seed={body['parameters']['seed']}\nSTOP here", finish="stop_sequence")
+        # TGI keeps the stop sequence that ended the text; "END" comes first in the text, though
+        # it is second in the request's list: the text is cut at the earliest one.
+        return text(f"seed={body['parameters']['seed']}\nEND here STOP", finish="stop_sequence")
 
     with FakeTgi(reply) as server:
-        gen = TgiHttpGenerator(server.url + "/", timeout_s=10)
-        out = gen.generate(["a", "b"], SamplingParams(n=2, max_new_tokens=5, seed=10, stop=("STOP",)))
+        gen = TgiHttpGenerator(server.url + "/generate", timeout_s=10)
+        out = gen.generate(["a", "b"], SamplingParams(n=2, max_new_tokens=5, seed=10, stop=("STOP", "END")))
         gen.close()
-    assert [g.texts for g in out] == [["seed=10\n", "seed=11\n"], ["seed=10\n", "seed=11\n"]]
+    assert [g.texts for g in out] == [[f"seed={derive_seed(10, j, i)}\n" for i in range(2)] for j in range(2)]
+    assert len({t for g in out for t in g.texts}) == 4  # every sample its own seed, as the teacher does it
     assert out[0].finish_reasons == ["stop", "stop"]
     assert sorted(r["inputs"] for r in server.requests) == ["a", "a", "b", "b"]
+    assert {r["parameters"]["stop"] == ["STOP", "END"] for r in server.requests} == {True}
 
 
 def test_tgi_generator_retries_5xx_and_429() -> None:
@@ -245,7 +257,7 @@ def test_tgi_generator_gives_up_and_refuses_clearly() -> None:
     with FakeTgi(lambda body: (500, {"error": "boom"})) as server:
         gen = TgiHttpGenerator(server.url, timeout_s=10, retries=1, backoff_s=0.01)
         t0 = time.monotonic()
-        with pytest.raises(Unavailable, match=r"unavailable after 2 attempts: HTTP 500"):
+        with pytest.raises(Unavailable, match=r"failed 2 time\(s\); last error: HTTP 500"):
             gen.generate(["x"], SamplingParams())
         assert time.monotonic() - t0 < 5
         gen.close()
@@ -257,7 +269,7 @@ def test_tgi_generator_gives_up_and_refuses_clearly() -> None:
         gen.close()
         assert len(server.requests) == 1  # a refusal is not retried
     gen = TgiHttpGenerator("http://127.0.0.1:9", timeout_s=2, retries=0)
-    with pytest.raises(Unavailable, match="ConnectionError"):
+    with pytest.raises(Unavailable, match="connection error"):
         gen.generate(["x"], SamplingParams())
     gen.close()
 

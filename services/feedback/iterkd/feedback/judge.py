@@ -3,7 +3,7 @@
 :class:`Judge` renders a prompt (rubric, problem, answer), asks a :class:`TextGenerator` for a
 reply and reads the score with :func:`parse_score`. Generators: the shared
 :class:`~iterkd.shared.inference.GrpcGenerator` (the teacher service) or :class:`TgiHttpGenerator`
-(a text-generation-inference server's ``/generate``).
+(a text-generation-inference server, through the shared TGI client the teacher uses too).
 
 Reading a score (:func:`parse_score`), in order of trust; within a tier the LAST statement wins,
 since models tend to reconsider before their final line:
@@ -30,17 +30,15 @@ import dataclasses
 import json
 import logging
 import re
-import threading
-import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 
 from iterkd.shared.formats import JudgeResult
 from iterkd.shared.inference import Generation, SamplingParams, TextGenerator
 from iterkd.shared.prompts import check_template
-from iterkd.shared.rpc import Unavailable
+from iterkd.shared.retry import RetryPolicy
+from iterkd.shared.rpc import BadRequest, Unavailable
+from iterkd.shared.tgi import TgiClient
 
 log = logging.getLogger("iterkd.feedback.judge")
 
@@ -352,94 +350,30 @@ class Judge:
 # text-generation-inference over HTTP
 
 
-_FINISH = {"eos_token": "eos", "stop_sequence": "stop", "length": "length"}
+class TgiHttpGenerator(TgiClient):
+    """The judge's TGI endpoint: the shared :class:`~iterkd.shared.tgi.TgiClient` (the teacher's
+    ``tgi`` backend uses the same one), configured from the judge's endpoint settings.
 
-
-class TgiHttpGenerator:
-    """A :class:`TextGenerator` over a text-generation-inference server's ``POST /generate``.
-
-    One request per sample (TGI's ``/generate`` returns one text), ``concurrency`` in flight;
-    429, 5xx and connection errors are retried ``retries`` times with backoff, then raise
-    :class:`~iterkd.shared.rpc.Unavailable`. Sample i of a prompt uses seed ``params.seed + i``;
-    temperature 0 is greedy (``do_sample: false``, no temperature sent). Stop sequences are cut
-    from the text.
+    ``retries`` extra attempts on 429, 5xx, timeouts and dropped connections, with full-jitter
+    backoff from ``backoff_s``, within ``timeout_s`` per request and a total budget of
+    ``(retries + 1) * timeout_s``; then :class:`~iterkd.shared.rpc.Unavailable`. Sample i of
+    prompt j uses ``derive_seed(params.seed, j, i)``; temperature 0 is greedy; text is cut
+    before the earliest stop sequence. A request the server refuses (4xx) is not retried and is
+    reported as the judge model being unusable (:class:`~iterkd.shared.rpc.Unavailable`), since
+    its parameters come from this service's configuration, not from the caller.
     """
 
     def __init__(self, url: str, timeout_s: float = 300.0, retries: int = 2, concurrency: int = 4,
                  backoff_s: float = 0.5) -> None:
-        import requests
-
-        self.url = url.rstrip("/") + "/generate" if not url.rstrip("/").endswith("/generate") else url
-        self.timeout_s = timeout_s
-        self.retries = retries
-        self.backoff_s = backoff_s
-        self._requests = requests
-        self._local = threading.local()
-        self._pool = ThreadPoolExecutor(max(1, concurrency), thread_name_prefix="tgi")
-
-    def _session(self) -> Any:
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = self._local.session = self._requests.Session()
-        return session
-
-    @staticmethod
-    def payload(prompt: str, params: SamplingParams, seed: int) -> dict[str, Any]:
-        parameters: dict[str, Any] = {"max_new_tokens": params.max_new_tokens, "seed": seed, "details": True}
-        if params.temperature > 0:
-            parameters["do_sample"] = True
-            parameters["temperature"] = params.temperature
-            if 0 < params.top_p < 1:
-                parameters["top_p"] = params.top_p
-        else:
-            parameters["do_sample"] = False
-        if params.stop:
-            parameters["stop"] = list(params.stop)
-        return {"inputs": prompt, "parameters": parameters}
-
-    def _one(self, prompt: str, params: SamplingParams, seed: int) -> tuple[str, str]:
-        body = self.payload(prompt, params, seed)
-        last = ""
-        for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(self.backoff_s * 2 ** (attempt - 1))
-            try:
-                resp = self._session().post(self.url, json=body, timeout=self.timeout_s)
-            except self._requests.RequestException as exc:
-                last = f"{type(exc).__name__}: {exc}"
-                continue
-            if resp.status_code == 429 or resp.status_code >= 500:
-                last = f"HTTP {resp.status_code}: {resp.text[:200]}"
-                continue
-            if resp.status_code != 200:
-                raise RuntimeError(f"TGI at {self.url} refused the request: HTTP {resp.status_code}: "
-                                   f"{resp.text[:300]}")
-            try:
-                data = resp.json()
-            except ValueError:
-                raise RuntimeError(f"TGI at {self.url} sent invalid JSON: {resp.text[:200]!r}") from None
-            if isinstance(data, list):  # some TGI versions wrap the object in a list
-                data = data[0] if data else {}
-            text = data.get("generated_text")
-            if not isinstance(text, str):
-                raise RuntimeError(f"TGI at {self.url} sent no generated_text: {str(data)[:200]}")
-            finish = _FINISH.get(str((data.get("details") or {}).get("finish_reason", "")), "stop")
-            for stop in params.stop:
-                cut = text.find(stop)
-                if cut >= 0:
-                    text, finish = text[:cut], "stop"
-            return text, finish
-        raise Unavailable(f"TGI at {self.url} unavailable after {self.retries + 1} attempts: {last}")
+        policy = RetryPolicy(max_attempts=retries + 1, initial_backoff_s=backoff_s,
+                             max_backoff_s=max(backoff_s, backoff_s * 2 ** max(0, retries - 1)),
+                             total_budget_s=timeout_s * (retries + 1), request_timeout_s=timeout_s)
+        super().__init__(url, policy, max_in_flight=max(1, concurrency), messages_api=False)
 
     def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[Generation]:
-        n = max(1, params.n)
-        jobs = [(p, i) for p in range(len(prompts)) for i in range(n)]
-        results = list(self._pool.map(lambda job: self._one(prompts[job[0]], params, params.seed + job[1]), jobs))
-        out = [Generation() for _ in prompts]
-        for (p, _), (text, finish) in zip(jobs, results):
-            out[p].texts.append(text)
-            out[p].finish_reasons.append(finish)
-        return out
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        try:
+            return super().generate(prompts, params)
+        except BadRequest as exc:
+            raise Unavailable(f"the judge model refused the request: {exc}") from None
+        except TimeoutError as exc:
+            raise Unavailable(f"the judge model did not answer in time: {exc}") from None

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from iterkd.shared.hf_generate import Cancelled, GenerationCancelled, is_cancelled
 from iterkd.shared.rpc import Unavailable
+from iterkd.shared.sampling import Cancelled, GenerationCancelled, is_cancelled
 
 T = TypeVar("T")
 
