@@ -25,7 +25,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from iterkd.teacher.backends import _install_hf_session
+from iterkd.shared.tgi import install_hf_session as _install_hf_session
 from iterkd.teacher.config import TeacherConfig
 from iterkd.teacher.testing import FakeModelServer, running_teacher
 from iterkd.v1 import common_pb2

@@ -11,14 +11,17 @@ import pytest
 from iterkd.feedback.judge import (
     DEFAULT_RUBRIC,
     DEFAULT_TEMPLATE,
+    Criterion,
     Judge,
     TgiHttpGenerator,
     check_judge_template,
     parse_score,
+    rubric_criteria,
     rubric_max_score,
 )
 from iterkd.shared.inference import SamplingParams
 from iterkd.shared.rpc import Unavailable
+from iterkd.shared.sampling import derive_seed
 from tests.feedback.tgi_fake import FakeTgi, text
 
 BREAKDOWN = """- Basic functionality: 2/2
@@ -69,6 +72,73 @@ def test_parse_score(reply: str, expected: float | None) -> None:
         assert parsed.score == pytest.approx(expected), parsed
 
 
+# The method's authors' judge: a "Score:" heading, one line per rule, half points, no total.
+PER_RULE = """Score:
+Rule 1. Basic Functionality: 2
+Rule 2. Boundary Check: 0.5
+Rule 3. Requirement Coverage: 1
+Rule 4. Readability and Documentation: 0.5
+Rule 5. Coding Practice: 1"""
+
+PER_RULE_CASES = [
+    (PER_RULE, 5.0),
+    (PER_RULE.replace("Check: 0.5", "Check: 0"), 4.5),
+    ("The code is fine but misses empty lists.\n\n" + PER_RULE + "\n", 5.0),
+    # with a total: the stated total is the score
+    (PER_RULE + "\nTotal: 5/6", 5.0),
+    (PER_RULE + "\n\nScore: 4.5/6", 4.5),
+    # markup: bold names, bold heading, bullets, a markdown table
+    ("**Score:**\n" + "\n".join(f"- **{line}**" for line in PER_RULE.splitlines()[1:]), 5.0),
+    ("**Score:**\n" + "\n".join(line.replace(": ", ":** ", 1).replace("Rule", "**Rule", 1)
+                                  for line in PER_RULE.splitlines()[1:]), 5.0),
+    ("| Rule | Points |\n|---|---|\n| 1. Basic Functionality | 1.5 |\n| 2. Boundary Check | 1 |\n"
+     "| 3. Requirement Coverage | 1 |\n| 4. Readability and Documentation | 1 |\n| 5. Coding Practice | 0.5 |", 5.0),
+    # names as our rubric writes them, numbered without "Rule", points spelled out, half-point fractions
+    ("1. Basic functionality: 1 point\n2. Boundary checks: 0 points\n3. Requirement coverage: 1\n"
+     "4. Readability and documentation: 1\n5. Coding practice: 0.5", 3.5),
+    ("Rule 1. Basic Functionality: 1.5/2\nRule 2. Boundary Check: 0.5/1\nRule 3. Requirement Coverage: 1/1\n"
+     "Rule 4. Readability and Documentation: 1/1\nRule 5. Coding Practice: 1/1", 5.0),
+    # out of order, matched by name
+    ("Coding practice: 1\nBoundary checks: 1\nBasic functionality: 2\nRequirement coverage: 0\n"
+     "Readability and documentation: 1", 5.0),
+    # a criterion's own "score" is not the total
+    ("Basic functionality score: 2\nBoundary checks score: 1\nRequirement coverage score: 1\n"
+     "Readability and documentation score: 0\nCoding practice score: 1", 5.0),
+    # a criterion above its own maximum, a missing criterion, a negative value: unparsed
+    (PER_RULE.replace("Check: 0.5", "Check: 1.5"), None),
+    (PER_RULE.replace("Functionality: 2", "Functionality: 3"), None),
+    ("\n".join(PER_RULE.splitlines()[:-1]), None),
+    (PER_RULE.replace("Practice: 1", "Practice: -1"), None),
+    ("Score:\n1. Basic functionality: the code works.", None),  # the heading is no score of 1
+]
+
+
+@pytest.mark.parametrize(("reply", "expected"), PER_RULE_CASES)
+def test_parse_per_rule_replies(reply: str, expected: float | None) -> None:
+    parsed = parse_score(reply, 6)
+    if expected is None:
+        assert parsed.score is None, parsed
+    else:
+        assert parsed.score == pytest.approx(expected), parsed
+
+
+def test_per_rule_against_a_custom_rubric() -> None:
+    rubric = "1. Correctness (3 points): passes.\n2. Style (2 points): tidy.\nMaximum: 5 points."
+    criteria = rubric_criteria(rubric)
+    assert criteria == (Criterion("Correctness", 3.0), Criterion("Style", 2.0))
+    assert parse_score("Rule 1. Correctness: 2.5\nRule 2. Style: 2", 5, criteria).score == 4.5
+    assert parse_score("Rule 1. Correctness: 2.5\nRule 2. Style: 2.5", 5, criteria).score is None  # style max 2
+    # without the rubric's criteria a per-rule list is not read on another scale
+    assert parse_score("Rule 1. Correctness: 2.5\nRule 2. Style: 2", 5).score is None
+
+
+def test_default_prompt_asks_for_rules_and_total() -> None:
+    prompt = Judge(lambda *a: [], batch_size=1).prompt("Add.", "def add(a, b): return a + b")  # type: ignore[arg-type]
+    assert '"Score:" on a line of its own' in prompt and '"Rule N. <criterion>: <points>"' in prompt
+    assert "half points" in prompt and prompt.rstrip().endswith('"Score: X/6".')
+    assert [c.max_points for c in rubric_criteria(DEFAULT_RUBRIC)] == [2.0, 1.0, 1.0, 1.0, 1.0]
+
+
 def test_parse_score_other_maximum() -> None:
     assert parse_score("Score: 9/10", 10).score == 9.0
     assert parse_score("Score: 3/5", 10).score == 6.0
@@ -117,8 +187,17 @@ def test_judge_end_to_end_over_tgi_protocol() -> None:
     assert "Basic functionality (2 points)" in body["inputs"] and "Add two numbers." in body["inputs"]
     assert body["inputs"].rstrip().endswith('"Score: X/6".')
     params = body["parameters"]
-    assert params["max_new_tokens"] == 200 and params["seed"] == 7 and params["do_sample"] is False
+    # one seed rule everywhere: sample i of prompt j (in its batch) uses derive_seed(seed, j, i)
+    assert params["max_new_tokens"] == 200 and params["seed"] == derive_seed(7, 0, 0) and params["do_sample"] is False
     assert "temperature" not in params
+
+
+def test_judge_reads_per_rule_replies_end_to_end() -> None:
+    with FakeTgi(lambda body: text("Mostly right; empty input is not handled.\n\n" + PER_RULE)) as server:
+        gen = TgiHttpGenerator(server.url, timeout_s=10)
+        result = Judge(gen).score("Add two numbers.", "def add(a, b):\n    return a + b")
+        gen.close()
+    assert (result.score, result.max_score) == (5.0, 6.0)
 
 
 def test_judge_custom_rubric_and_sampling_parameters() -> None:
@@ -131,21 +210,25 @@ def test_judge_custom_rubric_and_sampling_parameters() -> None:
     assert result.score == 8.0 and result.max_score == 10.0
     [body] = server.requests
     assert body["inputs"] == "Correctness (7 points)\nStyle (3 points)|code|10"
-    assert body["parameters"] == {"max_new_tokens": 50, "seed": 3, "details": True, "do_sample": True,
-                                  "temperature": 0.7, "top_p": 0.9, "stop": ["\n\n"]}
+    assert body["parameters"] == {"max_new_tokens": 50, "seed": derive_seed(3, 0, 0), "details": True,
+                                  "do_sample": True, "temperature": 0.7, "top_p": 0.9, "stop": ["\n\n"]}
 
 
 def test_tgi_generator_samples_seeds_and_stop_sequences() -> None:
     def reply(body: dict) -> tuple[int, object]:
-        return text(f"seed={body['parameters']['seed']}\nSTOP here", finish="stop_sequence")
+        # TGI keeps the stop sequence that ended the text; "END" comes first in the text, though
+        # it is second in the request's list: the text is cut at the earliest one.
+        return text(f"seed={body['parameters']['seed']}\nEND here STOP", finish="stop_sequence")
 
     with FakeTgi(reply) as server:
-        gen = TgiHttpGenerator(server.url + "/", timeout_s=10)
-        out = gen.generate(["a", "b"], SamplingParams(n=2, max_new_tokens=5, seed=10, stop=("STOP",)))
+        gen = TgiHttpGenerator(server.url + "/generate", timeout_s=10)
+        out = gen.generate(["a", "b"], SamplingParams(n=2, max_new_tokens=5, seed=10, stop=("STOP", "END")))
         gen.close()
-    assert [g.texts for g in out] == [["seed=10\n", "seed=11\n"], ["seed=10\n", "seed=11\n"]]
+    assert [g.texts for g in out] == [[f"seed={derive_seed(10, j, i)}\n" for i in range(2)] for j in range(2)]
+    assert len({t for g in out for t in g.texts}) == 4  # every sample its own seed, as the teacher does it
     assert out[0].finish_reasons == ["stop", "stop"]
     assert sorted(r["inputs"] for r in server.requests) == ["a", "a", "b", "b"]
+    assert {r["parameters"]["stop"] == ["STOP", "END"] for r in server.requests} == {True}
 
 
 def test_tgi_generator_retries_5xx_and_429() -> None:
@@ -174,7 +257,7 @@ def test_tgi_generator_gives_up_and_refuses_clearly() -> None:
     with FakeTgi(lambda body: (500, {"error": "boom"})) as server:
         gen = TgiHttpGenerator(server.url, timeout_s=10, retries=1, backoff_s=0.01)
         t0 = time.monotonic()
-        with pytest.raises(Unavailable, match=r"unavailable after 2 attempts: HTTP 500"):
+        with pytest.raises(Unavailable, match=r"failed 2 time\(s\); last error: HTTP 500"):
             gen.generate(["x"], SamplingParams())
         assert time.monotonic() - t0 < 5
         gen.close()
@@ -186,7 +269,7 @@ def test_tgi_generator_gives_up_and_refuses_clearly() -> None:
         gen.close()
         assert len(server.requests) == 1  # a refusal is not retried
     gen = TgiHttpGenerator("http://127.0.0.1:9", timeout_s=2, retries=0)
-    with pytest.raises(Unavailable, match="ConnectionError"):
+    with pytest.raises(Unavailable, match="connection error"):
         gen.generate(["x"], SamplingParams())
     gen.close()
 

@@ -1,4 +1,5 @@
-"""A local HTTP server on 127.0.0.1 that speaks text-generation-inference's ``POST /generate``.
+"""A local HTTP server on 127.0.0.1 that speaks text-generation-inference's ``POST /`` and
+``POST /generate`` (``/`` answers a one-element list, as TGI does).
 
 Replies are scripted: ``reply(body) -> (status, json_or_text)`` decides each answer from the request
 body; every request body is recorded in ``requests``.
@@ -28,10 +29,12 @@ class FakeTgi:
                 body = json.loads(self.rfile.read(length) or b"{}")
                 with fake._lock:
                     fake.requests.append({"path": self.path, **body})
-                if self.path != "/generate":
+                if self.path not in ("/", "/generate"):
                     status, payload = 404, {"error": "not found"}
                 else:
                     status, payload = fake.reply(body)
+                    if self.path == "/" and status == 200:
+                        payload = [payload]
                 data = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")

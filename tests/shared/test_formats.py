@@ -139,3 +139,101 @@ def test_non_utf8_artifact_is_a_data_error() -> None:
 
     with pytest.raises(DataError, match="s3://b/x.jsonl: not UTF-8"):
         loads_jsonl(Sample, b"\xff\xfe{}", "s3://b/x.jsonl")
+
+
+def _json(tmp_path: Path, data: object, name: str = "pairs.json") -> Path:
+    path = tmp_path / name
+    path.write_text(json.dumps(data, indent=2))
+    return path
+
+
+GOOD, BAD = "def add(a, b):\n    return a + b\n", "def add(a, b):\n    return a - b\n"
+
+
+def test_pairs_as_a_published_json_array(tmp_path: Path) -> None:
+    path = _json(tmp_path, [
+        {"instruction": "Add two numbers.", "response": [GOOD, BAD]},
+        {"instruction": "Add two numbers.", "input": "Use +.", "responses": [GOOD, BAD, "pass"]},
+    ])
+    pairs = read_pairs(path)
+    assert [(p.prompt, p.chosen, p.rejected) for p in pairs] == [
+        ("Add two numbers.", GOOD, [BAD]), ("Add two numbers.\nUse +.", GOOD, [BAD, "pass"])]
+    assert [p.problem_id for p in pairs] == ["pair-1", "pair-2"]
+    # the same array gzipped, and an empty array
+    gz = tmp_path / "pairs.json.gz"
+    with gzip.open(gz, "wt") as fh:
+        fh.write(path.read_text())
+    assert read_pairs(gz) == pairs
+    assert read_pairs(_json(tmp_path, [], "empty.json")) == []
+
+
+def test_pairs_in_trl_preference_forms(tmp_path: Path) -> None:
+    user = [{"role": "system", "content": "You write Python."}, {"role": "user", "content": "Add two numbers."}]
+    path = lines(
+        tmp_path,
+        json.dumps({"prompt": "Add two numbers.", "chosen": GOOD, "rejected": BAD}),  # standard
+        json.dumps({"prompt": user, "chosen": [{"role": "assistant", "content": GOOD}],  # conversational
+                    "rejected": [{"role": "assistant", "content": BAD}]}),
+        json.dumps({"chosen": [*user, {"role": "assistant", "content": GOOD}],  # implicit prompt
+                    "rejected": [*user, {"role": "assistant", "content": [{"type": "text", "text": BAD}]}]}),
+    )
+    pairs = read_pairs(path)
+    assert [p.prompt for p in pairs] == ["Add two numbers.", "You write Python.\n\nAdd two numbers.",
+                                         "You write Python.\n\nAdd two numbers."]
+    assert all(p.chosen == GOOD and p.rejected == [BAD] for p in pairs)
+
+
+def test_pairs_in_llama_factory_forms(tmp_path: Path) -> None:
+    path = _json(tmp_path, [
+        {"instruction": "Add two numbers.", "input": "", "chosen": GOOD, "rejected": BAD},  # Alpaca
+        {"conversations": [{"from": "human", "value": "Add two numbers."}],  # ShareGPT
+         "chosen": {"from": "gpt", "value": GOOD}, "rejected": {"from": "gpt", "value": BAD}},
+    ])
+    pairs = read_pairs(path)
+    assert [(p.prompt, p.chosen, p.rejected) for p in pairs] == [("Add two numbers.", GOOD, [BAD])] * 2
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ([{"instruction": "x", "response": [GOOD, BAD]}, {"instruction": "y", "response": [GOOD]}],
+         'pairs.json:9: record 2: field "response": expected [correct, faulty]'),
+        ([{"instruction": "x", "response": [GOOD, BAD]}, "just text"],
+         "pairs.json:9: record 2: expected a JSON object, got str"),
+        ([{"prompt": "x", "chosen": [{"role": "user", "content": "hi"}], "rejected": BAD}],
+         "record 1: field \"chosen\": the last message must be the assistant's answer"),
+        ([{"prompt": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},
+                      {"role": "user", "content": "c"}], "chosen": GOOD, "rejected": BAD}],
+         'record 1: field "prompt": expected one user turn'),
+        ([{"conversations": [{"from": "robot", "value": "x"}], "chosen": GOOD}],
+         "record 1: field \"conversations[0]\": unknown message role 'robot'"),
+        ([{"chosen": GOOD, "rejected": BAD}], 'record 1: missing "instruction"'),
+        ([{"instruction": "x", "output": GOOD}], 'record 1: missing "responses"'),
+        ([{"problem_id": "q", "prompt": "p", "chosen": GOOD, "weight": "heavy"}], 'record 1: field "weight"'),
+    ],
+)
+def test_bad_pairs_are_named_by_file_and_record(tmp_path: Path, data: list[object], message: str) -> None:
+    with pytest.raises(DataError) as err:
+        read_pairs(_json(tmp_path, data))
+    assert message in str(err.value)
+    assert err.value.record is not None
+
+
+def test_broken_json_array_names_the_place(tmp_path: Path) -> None:
+    path = tmp_path / "broken.json"
+    path.write_text('[\n {"instruction": "x", "response": ["a", "b"]},\n {"instruction": "y", oops}\n]\n')
+    with pytest.raises(DataError, match=r"broken.json:3: record 2: invalid JSON"):
+        read_pairs(path)
+    path.write_text('[{"instruction": "x", "response": ["a", "b"]}] trailing')
+    with pytest.raises(DataError, match=r"broken.json:1: invalid JSON: extra data after the array"):
+        read_pairs(path)
+
+
+def test_problems_and_samples_as_json_arrays(tmp_path: Path) -> None:
+    problems = read_problems(_json(tmp_path, [{"id": "q1", "prompt": "Add.", "tests": "assert add(1, 2) == 3"}],
+                                   "problems.json"))
+    assert [p.id for p in problems] == ["q1"]
+    samples = read_samples(_json(tmp_path, [{"task_id": "q1", "completion": "x"}], "samples.json"))
+    assert [(s.problem_id, s.sample_id) for s in samples] == [("q1", "q1#0")]
+    with pytest.raises(DataError, match=r'samples.json:2: record 1: missing "completion"'):
+        read_samples(_json(tmp_path, [{"task_id": "q1"}], "samples.json"))

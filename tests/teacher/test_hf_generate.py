@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from iterkd.shared.generation import SEED_BITS, cut_at_stop, derive_seed
+from iterkd.shared.sampling import SEED_BITS, cut_at_stop, derive_seed
 
 
 def test_derive_seed_is_stable_and_distinct() -> None:

@@ -13,8 +13,8 @@ import grpc
 import pytest
 
 from iterkd.shared.formats import Problem, Sample, read_samples
-from iterkd.shared.generation import derive_seed
 from iterkd.shared.inference import GrpcGenerator, SamplingParams
+from iterkd.shared.sampling import derive_seed
 from iterkd.shared.store import LocalStore
 from iterkd.teacher.backends import HFBackend
 from iterkd.teacher.config import TeacherConfig
@@ -168,6 +168,15 @@ def test_grpc_generator_is_the_judge_interface(teacher: tuple[Any, Any]) -> None
     assert all(len(g.texts) == 2 and len(g.finish_reasons) == 2 for g in out)
 
 
+def _wait_until(check: Any, timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if check():
+            return True
+        time.sleep(0.02)
+    return bool(check())
+
+
 def test_cancelled_call_stops_generation(tiny_model_dir: Path) -> None:
     """A caller that goes away stops the work at the next decode step."""
     cfg = TeacherConfig(backend="hf", model=str(tiny_model_dir), device="cpu", micro_batch_size=1)
@@ -181,15 +190,29 @@ def test_cancelled_call_stops_generation(tiny_model_dir: Path) -> None:
         return real_forward(*args, **kwargs)
 
     backend.generator.model.forward = counting_forward
+    # 4 prompts x 4 samples, one row per micro-batch, 200 tokens each: >= 3200 forward calls
+    # (>= 32 s at 10 ms each) if nothing stops it.
+    total = 16 * 200
     with running_teacher(cfg, backend) as (_, stub):
-        future = stub.Generate.future(gen_request("a", "b", "c", "d", n=4, max_new_tokens=200), timeout=60)
-        time.sleep(0.5)
+        future = stub.Generate.future(gen_request("a", "b", "c", "d", n=4, max_new_tokens=200), timeout=120)
+        # Decoding has really started (prefill plus several decode steps) before the caller leaves.
+        assert _wait_until(lambda: steps["n"] >= 10, 60), "generation never started"
+        at_cancel = steps["n"]
         future.cancel()
-        time.sleep(0.3)
-        seen = steps["n"]
-        time.sleep(0.5)
-        assert steps["n"] == seen  # nothing more was generated after the cancel
-    assert seen < 16 * 200
+        # Then the work stops: the count stays put for 0.5 s, and it stops long before the end.
+        last = {"n": -1, "t": time.monotonic()}
+
+        def quiet() -> bool:
+            now = steps["n"]
+            if now != last["n"]:
+                last.update(n=now, t=time.monotonic())
+            return time.monotonic() - last["t"] >= 0.5
+
+        assert _wait_until(quiet, 20), f"generation went on after the cancel ({steps['n']} forward calls)"
+        stopped_at = steps["n"]
+    assert future.cancelled() or future.exception() is not None
+    assert at_cancel >= 10
+    assert stopped_at < at_cancel + 100 and stopped_at < total // 4, (at_cancel, stopped_at)
 
 
 def test_deadline_stops_hf_generation(tiny_model_dir: Path) -> None:

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import grpc
 import pytest
 
-from iterkd.shared.generation import derive_seed
 from iterkd.shared.inference import GrpcGenerator, SamplingParams
+from iterkd.shared.sampling import derive_seed
 from iterkd.teacher.config import TeacherConfig
 from iterkd.teacher.testing import FakeModelServer, running_teacher
 from iterkd.v1 import common_pb2

@@ -106,3 +106,19 @@ def test_encode_and_collate_mask_prompt_and_padding(tiny_model_dir: Path) -> Non
         assert b.attention_mask[row].sum() == p + len(e.chosen_ids)
     assert b.weights.tolist() == [1.0, 2.0]
     assert b.token_weights is not None and float(b.token_weights[2].max()) == 2.0  # the '-' is upweighted
+
+
+def test_load_train_set_reads_published_arrays_and_preference_files(store: LocalStore) -> None:
+    """The trainer reads pairs through the shared reader: a JSON array as published, TRL messages."""
+    store.put_bytes("sets/pairs.json", json.dumps([
+        {"instruction": "add", "response": ["return a + b", "return a - b"]},
+        {"prompt": [{"role": "user", "content": "mul"}], "chosen": [{"role": "assistant", "content": "return a * b"}],
+         "rejected": [{"role": "assistant", "content": "return a + b"}]},
+    ], indent=1).encode())
+    got = load_train_set(store, "sets/pairs.json")
+    assert [(e.prompt, e.chosen, e.rejected) for e in got] == [
+        ("add", "return a + b", ["return a - b"]), ("mul", "return a * b", ["return a + b"])]
+    store.put_bytes("sets/bad.json", b'[{"instruction": "add", "response": ["x", "y"]}, {"instruction": 3}]')
+    with pytest.raises(DataError) as info:
+        load_train_set(store, "sets/bad.json")
+    assert "sets/bad.json:1: record 2:" in str(info.value)

@@ -93,11 +93,24 @@ def test_margin_by_hand() -> None:
 
 
 def test_unlikelihood_by_hand() -> None:
-    r1, r2 = -0.5, -2.0
-    expected = (-math.log(1 - math.exp(r1)) - math.log(1 - math.exp(r2))) / 2
-    got = contrastive_loss(torch.tensor([-1.0]), torch.tensor([[r1, r2]]), torch.tensor([[True, True]]),
+    # -log(1 - q) with q = p_r / (p_c + p_r), the rejected answer's share of the pair's likelihood
+    c, r1, r2 = -1.0, -0.5, -2.0
+    share = [math.exp(r) / (math.exp(c) + math.exp(r)) for r in (r1, r2)]
+    expected = (-math.log(1 - share[0]) - math.log(1 - share[1])) / 2
+    got = contrastive_loss(torch.tensor([c]), torch.tensor([[r1, r2]]), torch.tensor([[True, True]]),
                            "unlikelihood")
     assert got.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_unlikelihood_matters_when_every_answer_is_unlikely() -> None:
+    """An untrained model gives every answer about 1/vocab per token (score -8.3 for 4096 tokens):
+    the term and its gradient must still be of order one, not of order p_r (2e-4)."""
+    c = torch.tensor([-8.3], requires_grad=True)
+    r = torch.tensor([[-8.3]], requires_grad=True)
+    got = contrastive_loss(c, r, torch.tensor([[True]]), "unlikelihood")
+    got.backward()
+    assert got.item() == pytest.approx(math.log(2), rel=1e-6)
+    assert r.grad is not None and r.grad.item() == pytest.approx(0.5) and c.grad.item() == pytest.approx(-0.5)
 
 
 def test_no_pairs_gives_zero_and_keeps_graph() -> None:

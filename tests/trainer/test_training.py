@@ -35,20 +35,63 @@ def test_sft_loss_falls(fast_cfg: dict[str, Any], train_examples: list[TrainingE
     assert t.history[-1].loss < t.history[0].loss
 
 
+def other_kind(name: str) -> TrainingExample:
+    """Held-out pairs of another kind than the training pairs (a list comprehension, one argument,
+    another statement), sharing only the kind of fault: the wrong operator."""
+    return TrainingExample(
+        problem_id=name,
+        prompt=f"Write a function {name}(xs) that adds 1 to every number in the list xs.",
+        chosen=f"def {name}(xs):\n    return [x + 1 for x in xs]\n",
+        rejected=[f"def {name}(xs):\n    return [x - 1 for x in xs]\n",
+                  f"def {name}(xs):\n    return [x * 1 for x in xs]\n"],
+    )
+
+
+OTHER_KIND = [other_kind(n) for n in ("uniform", "victor", "whiskey", "xray")]
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+_SFT_ONLY_GAIN: list[float] = []
+
+
+def _sft_only_gain(fast_cfg: dict[str, Any], train_examples: list[TrainingExample]) -> float:
+    """How much 12 steps of SFT alone raise the held-out margin on the other kind (once per module)."""
+    if not _SFT_ONLY_GAIN:
+        t = StudentTrainer(_cfg(fast_cfg, loss={"lambda_": 0.0}, optim={"max_steps": 12}), train_examples)
+        before = _mean(t.pair_margins(OTHER_KIND))
+        t.train()
+        _SFT_ONLY_GAIN.append(_mean(t.pair_margins(OTHER_KIND)) - before)
+    return _SFT_ONLY_GAIN[0]
+
+
 @pytest.mark.parametrize("loss_type", ["infonce", "dpo", "margin", "unlikelihood"])
 def test_contrastive_training_raises_heldout_margin(
     fast_cfg: dict[str, Any], train_examples: list[TrainingExample], heldout_examples: list[TrainingExample],
     loss_type: str,
 ) -> None:
+    """Each loss, next to SFT, raises the held-out margin well beyond what SFT alone does, on pairs
+    of another kind than it trained on. Measured here (12 steps, lambda 1, margin gain on the other
+    kind): SFT alone +0.025; infonce +0.064, dpo +0.087, margin +0.080, unlikelihood +0.056
+    (+0.025 before its rescaling, the same as SFT alone: its term was 2e-4)."""
+    sft_gain = _sft_only_gain(fast_cfg, train_examples)
     cfg = _cfg(fast_cfg, loss={"loss_type": loss_type, "lambda_": 1.0, "fault_weight": 1.0, "beta": 0.5},
                optim={"max_steps": 12})
     t = StudentTrainer(cfg, train_examples)
     before = sum(t.pair_margins(heldout_examples)) / (2 * len(heldout_examples))
+    other_before = _mean(t.pair_margins(OTHER_KIND))
     t.train()
     after = sum(t.pair_margins(heldout_examples)) / (2 * len(heldout_examples))
+    gain = _mean(t.pair_margins(OTHER_KIND)) - other_before
     assert after > before + 0.02, (loss_type, before, after)
     if loss_type == "dpo":  # LoRA starts as a no-op, so policy == reference at step 1: loss = log 2
         assert t.history[0].contrastive_loss == pytest.approx(math.log(2), abs=1e-4)
+    # The contrastive term is not dwarfed by SFT (the old unlikelihood term was 0.003% of it).
+    assert t.history[0].contrastive_loss > 0.05 * t.history[0].sft_loss, t.history[0]
+    assert 0 < sft_gain < 0.04, sft_gain
+    assert gain > sft_gain + 0.02, (loss_type, gain, sft_gain)
 
 
 def test_dpo_needs_lora(fast_cfg: dict[str, Any]) -> None:

@@ -3,7 +3,7 @@
 The teacher's ``hf`` backend and the trainer's student inference both use :class:`HFGenerator`.
 It lives in the ``iterkd-torchkit`` distribution, which only torch-carrying images install; the
 torch-free pieces every backend shares (seeds, stop cutting, cancellation, :class:`GenOutput`) are
-in :mod:`iterkd.shared.generation`.
+in :mod:`iterkd.shared.sampling`.
 
 How generation works: every (prompt, sample) pair is one *row*. Rows are sorted by prompt length,
 cut into micro-batches of ``micro_batch_size`` and decoded with left padding in a small sampling
@@ -25,14 +25,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from iterkd.shared.errors import BadRequest, GenerationCancelled
-from iterkd.shared.generation import (
+from iterkd.shared.inference import SamplingParams
+from iterkd.shared.sampling import (
     Cancelled,
     GenOutput,
     cut_at_stop,
     derive_seed,
     is_cancelled,
 )
-from iterkd.shared.inference import SamplingParams
 from iterkd.torchkit.models import chat_prompt, is_adapter_dir, pick_device, pick_dtype
 
 if TYPE_CHECKING:

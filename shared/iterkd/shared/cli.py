@@ -86,6 +86,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def register_data(sub: Any) -> None:
+    """``iterkd data check FILE [--kind problems|samples|pairs]`` (entry point of shared itself, so
+    every image has it)."""
+    from iterkd.shared.formats import KINDS
+
+    data = sub.add_parser("data", help="check data files before a run")
+    verbs = data.add_subparsers(dest="verb", metavar="VERB")
+    verbs.required = True
+    check = verbs.add_parser(
+        "check", help="read FILE as the services would; print a JSON summary, or exit 2 naming the first bad record")
+    check.add_argument("file", metavar="FILE", help="JSON Lines (.jsonl, .jsonl.gz) or a JSON array")
+    check.add_argument("--kind", choices=KINDS, help="what the file holds (default: guessed from the first record)")
+    check.set_defaults(func=_data_check)
+
+
+def _data_check(args: argparse.Namespace) -> int:
+    import json
+
+    from iterkd.shared.formats import check_file
+
+    print(json.dumps(check_file(args.file, args.kind)))
+    return 0
+
+
 def _unavailable(name: str, exc: Exception) -> Any:
     def func(_args: argparse.Namespace) -> int:
         print(f"iterkd {name}: this command failed to load: {type(exc).__name__}: {exc}", file=sys.stderr)

@@ -3,7 +3,7 @@
 :class:`Judge` renders a prompt (rubric, problem, answer), asks a :class:`TextGenerator` for a
 reply and reads the score with :func:`parse_score`. Generators: the shared
 :class:`~iterkd.shared.inference.GrpcGenerator` (the teacher service) or :class:`TgiHttpGenerator`
-(a text-generation-inference server's ``/generate``).
+(a text-generation-inference server, through the shared TGI client the teacher uses too).
 
 Reading a score (:func:`parse_score`), in order of trust; within a tier the LAST statement wins,
 since models tend to reconsider before their final line:
@@ -12,7 +12,13 @@ since models tend to reconsider before their final line:
    ``Total: 5 out of 6``, ``I'd give it 5 out of 6``, JSON ``{"score": 4}``;
 2. a bare ``5/6`` or ``5 out of 6`` whose denominator is the rubric's maximum;
 3. a per-criterion breakdown (``Basic functionality: 2/2`` ...) whose denominators add up to the
-   maximum: the numerators are summed.
+   maximum: the numerators are summed;
+4. one line per rubric criterion with no total, as the method's authors' judge writes it (a
+   ``Score:`` heading, then ``Rule 1. Basic Functionality: 2``, ``Rule 2. Boundary Check: 0.5``
+   ...): every criterion of the rubric must be scored, each within its own maximum (half points
+   are fine), and the score is their sum. A line is matched to a criterion by its name, else by
+   its rule number. Criterion lines never count as a total in tier 1 (``Coding practice score:
+   1`` is a criterion, not the score).
 
 A statement out of another scale (``8/10`` on a 6-point rubric) is rescaled. A value below 0 or
 above the maximum makes the reply unparsed (``score=None``), as does a reply with no statement.
@@ -24,17 +30,15 @@ import dataclasses
 import json
 import logging
 import re
-import threading
-import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 
+from iterkd.shared.errors import BadRequest, Unavailable
 from iterkd.shared.formats import JudgeResult
 from iterkd.shared.inference import Generation, SamplingParams, TextGenerator
 from iterkd.shared.prompts import check_template
-from iterkd.shared.rpc import Unavailable
+from iterkd.shared.retry import RetryPolicy
+from iterkd.shared.tgi import TgiClient
 
 log = logging.getLogger("iterkd.feedback.judge")
 
@@ -64,8 +68,10 @@ Candidate solution:
 {answer}
 ```
 
-Assess each criterion in one short sentence, then give a short rationale. End with a final line \
-of exactly this form: "Score: X/{max_score}"."""
+Assess each criterion in one short sentence, then give a short rationale. Then write "Score:" on a \
+line of its own, followed by one line per criterion of the rubric, in its order, of the form \
+"Rule N. <criterion>: <points>" (half points are allowed). End with the total, the sum of those \
+points, on a final line of exactly this form: "Score: X/{max_score}"."""
 
 TEMPLATE_FIELDS = ("problem", "answer", "rubric", "max_score")
 
@@ -90,17 +96,40 @@ def rubric_max_score(rubric: str) -> float | None:
 
 
 @dataclass(frozen=True)
+class Criterion:
+    """One rubric criterion: its name and the most points it can give."""
+
+    name: str
+    max_points: float
+
+
+_CRITERION = re.compile(r"^[ \t]*(?:[-*•][ \t]*)?(?:\d+[.)][ \t]*)?([A-Za-z][^()\n:]*?)[ \t]*\([ \t]*" + _NUM
+                        + r"[ \t]*(?:points?|pts?)[ \t]*\)", re.I | re.M)
+
+
+def rubric_criteria(rubric: str) -> tuple[Criterion, ...]:
+    """The criteria a rubric lists with their points (``1. Basic functionality (2 points): ...``),
+    in order; empty when it lists none."""
+    return tuple(Criterion(m.group(1).strip(), float(m.group(2))) for m in _CRITERION.finditer(rubric))
+
+
+DEFAULT_CRITERIA = rubric_criteria(DEFAULT_RUBRIC)
+DEFAULT_MAX = 6.0
+
+
+@dataclass(frozen=True)
 class ParsedScore:
     score: float | None  # None: no usable score in the reply
     how: str  # which rule read it ("explicit", "fraction", "breakdown", "json") or why not
 
 
 _MARKUP = re.compile(r"[*_`#]")
-_DENOM = r"(?:\s*(?:/|out\s+of|of)\s*" + _NUM + r")?"
+_DENOM = r"(?:[ \t]*(?:/|out\s+of|of)[ \t]*" + _NUM + r")?"
 _EXPLICIT = [
     # Score: 5/6 | final score = 4.5 / 6 | Overall rating - 5 | Total: 5 out of 6 | Score is 4
-    re.compile(r"\b(?:(?:total|final|overall)\s+)?(?:score|rating|grade|total|points)\s*"
-               r"(?:\([^)\n]{0,20}\)\s*)?(?:[:=\-]|is)\s*" + _NUM + _DENOM, re.I),
+    # (no line break between the keyword and the number: "Score:" alone heads a per-rule list)
+    re.compile(r"\b(?:(?:total|final|overall)\s+)?(?:score|rating|grade|total|points)[ \t]*"
+               r"(?:\([^)\n]{0,20}\)[ \t]*)?(?:[:=\-]|is)[ \t]*" + _NUM + _DENOM, re.I),
     # I'd give it 5 out of 6 | I rate this 4/6 | awarding 3 points out of 6
     re.compile(r"\b(?:give|gives|giving|rate|rates|rating|award|awarding|assign|assigning|score)\s+"
                r"(?:(?:it|this|the)\s+(?:(?:answer|solution|code|submission)\s+)?)?(?:an?\s+)?(?:score\s+of\s+)?"
@@ -128,21 +157,89 @@ def _scaled(num: str, den: str | None, max_score: float) -> float | None:
     return value
 
 
-def parse_score(reply: str, max_score: float = 6.0) -> ParsedScore:
-    """Read the judge's total score from its reply; never raises. See the module docstring."""
+# One scored criterion per line: "Rule 1. Basic Functionality: 2", "2) Boundary checks - 0.5/1",
+# "- Coding practice (1 point): 1 point", "| Rule 3 | Requirement coverage | 1 |".
+_RULE_LINE = re.compile(
+    r"^[ \t]*(?:[-•>|][ \t]*)?(?:(?:rule|criterion|criteria|item)[ \t]*)?(?:(\d+)[ \t]*[.):|\-]?[ \t]*)?"
+    r"\(?([A-Za-z][A-Za-z /&,'\-]*?)\)?[ \t]*(?:\([^)\n]{0,30}\))?[ \t]*[:=|\-–][ \t]*" + _NUM
+    + r"(?:[ \t]*(?:/|out\s+of)[ \t]*" + _NUM + r")?[ \t]*(?:points?|pts?)?[ \t]*\|?[ \t]*(?=$|[\s.,;(\-–])",
+    re.I | re.M)
+
+
+def _words(name: str) -> set[str]:
+    return {w.rstrip("s") for w in re.findall(r"[a-z]+", name.lower()) if len(w) > 2 and w not in ("and", "the")}
+
+
+def _criterion_of(number: str | None, name: str, criteria: Sequence[Criterion]) -> int | None:
+    """Which criterion a reply line scores: by name (shared words), else by its rule number."""
+    words = _words(name)
+    if words:
+        overlap = [len(words & _words(c.name)) for c in criteria]
+        best = max(overlap, default=0)
+        if best > 0 and overlap.count(best) == 1:
+            return overlap.index(best)
+    if number is not None and 1 <= int(number) <= len(criteria):
+        return int(number) - 1
+    return None
+
+
+def _rule_lines(text: str, criteria: Sequence[Criterion]) -> list[tuple[int, int, int, float | None]]:
+    """``(start, end, criterion, points)`` for each line that scores a criterion of the rubric."""
+    out = []
+    for m in _RULE_LINE.finditer(text):
+        index = _criterion_of(m.group(1), m.group(2), criteria)
+        if index is None:
+            continue
+        points = _scaled(m.group(3), m.group(4), criteria[index].max_points)
+        out.append((m.start(), m.end(), index, points))
+    return out
+
+
+def _per_rule(lines: list[tuple[int, int, int, float | None]], criteria: Sequence[Criterion],
+              max_score: float) -> ParsedScore | None:
+    """Tier 4: the sum over every criterion (the last line for each), or None if one is missing."""
+    last: dict[int, float | None] = {}
+    for _, _, index, points in lines:
+        last[index] = points
+    if not criteria or len(last) < len(criteria):
+        return None
+    for index, points in last.items():
+        c = criteria[index]
+        if points is None or not 0.0 <= points <= c.max_points + 1e-9:
+            return ParsedScore(None, f"criterion {c.name!r} out of range (max {c.max_points:g})")
+    total = sum(p for p in last.values() if p is not None)
+    if not _in_range(total, max_score):
+        return ParsedScore(None, "per-rule sum out of range")
+    return ParsedScore(total, "per-rule")
+
+
+def parse_score(reply: str, max_score: float = 6.0, criteria: Sequence[Criterion] | None = None) -> ParsedScore:
+    """Read the judge's total score from its reply; never raises. See the module docstring.
+
+    ``criteria`` are the rubric's (:func:`rubric_criteria`); None means the default rubric's when
+    ``max_score`` is its maximum, else none (no per-rule reading)."""
+    if criteria is None:
+        criteria = DEFAULT_CRITERIA if abs(float(max_score) - DEFAULT_MAX) < 1e-9 else ()
     try:
-        return _parse(reply or "", float(max_score))
+        return _parse(reply or "", float(max_score), tuple(criteria))
     except Exception as exc:  # a parser must not take a whole evaluation down
         log.warning("score parser error", extra={"error": repr(exc)})
         return ParsedScore(None, f"parser error: {type(exc).__name__}")
 
 
-def _parse(reply: str, max_score: float) -> ParsedScore:
+def _parse(reply: str, max_score: float, criteria: tuple[Criterion, ...]) -> ParsedScore:
     text = _MARKUP.sub(" ", reply)  # spaces keep positions, so JSON and text statements compare
+    rule_lines = _rule_lines(text, criteria) if criteria else []
+
+    def on_rule_line(at: int) -> bool:
+        return any(start <= at < end for start, end, _, _ in rule_lines)
+
     # Tier 1: explicit statements and JSON objects, the last one by position.
     found: list[tuple[int, float | None, str]] = []
     for pattern in _EXPLICIT:
         for m in pattern.finditer(text):
+            if on_rule_line(m.start()):
+                continue  # "Coding practice score: 1" scores a criterion, not the answer
             value = _scaled(m.group(1), m.group(2), max_score)
             if m.group(2) is None and value is not None and text[m.end(1):m.end(1) + 2].lstrip().startswith("%"):
                 value = value * max_score / 100.0  # "Score: 83%"
@@ -183,6 +280,10 @@ def _parse(reply: str, max_score: float) -> ParsedScore:
         dens = [float(d) for _, d in fractions]
         if abs(sum(dens) - max_score) < 1e-9 and all(0 <= n <= d for n, d in zip(nums, dens)):
             return ParsedScore(sum(nums), "breakdown")
+    # Tier 4: one line per criterion, no total.
+    per_rule = _per_rule(rule_lines, criteria, max_score)
+    if per_rule is not None:
+        return per_rule
     return ParsedScore(None, "no score found")
 
 
@@ -229,6 +330,7 @@ class Judge:
         if len(ids) != len(items):
             raise ValueError(f"{len(ids)} sample ids for {len(items)} items")
         max_score = self.max_score_for(rubric)
+        criteria = rubric_criteria(rubric or self.rubric)
         prompts = [self.prompt(p, a, rubric) for p, a in items]
         out: list[JudgeResult] = []
         for start in range(0, len(prompts), self.batch_size):
@@ -238,7 +340,7 @@ class Judge:
                 raise Unavailable(f"judge model returned {len(generations)} replies for {len(chunk)} prompts")
             for offset, gen in enumerate(generations):
                 reply = gen.texts[0] if gen.texts else ""
-                parsed = parse_score(reply, max_score)
+                parsed = parse_score(reply, max_score, criteria)
                 out.append(JudgeResult(sample_id=ids[start + offset], score=parsed.score, max_score=max_score,
                                        rationale=rationale_of(reply)))
         return out
@@ -248,94 +350,30 @@ class Judge:
 # text-generation-inference over HTTP
 
 
-_FINISH = {"eos_token": "eos", "stop_sequence": "stop", "length": "length"}
+class TgiHttpGenerator(TgiClient):
+    """The judge's TGI endpoint: the shared :class:`~iterkd.shared.tgi.TgiClient` (the teacher's
+    ``tgi`` backend uses the same one), configured from the judge's endpoint settings.
 
-
-class TgiHttpGenerator:
-    """A :class:`TextGenerator` over a text-generation-inference server's ``POST /generate``.
-
-    One request per sample (TGI's ``/generate`` returns one text), ``concurrency`` in flight;
-    429, 5xx and connection errors are retried ``retries`` times with backoff, then raise
-    :class:`~iterkd.shared.rpc.Unavailable`. Sample i of a prompt uses seed ``params.seed + i``;
-    temperature 0 is greedy (``do_sample: false``, no temperature sent). Stop sequences are cut
-    from the text.
+    ``retries`` extra attempts on 429, 5xx, timeouts and dropped connections, with full-jitter
+    backoff from ``backoff_s``, within ``timeout_s`` per request and a total budget of
+    ``(retries + 1) * timeout_s``; then :class:`~iterkd.shared.rpc.Unavailable`. Sample i of
+    prompt j uses ``derive_seed(params.seed, j, i)``; temperature 0 is greedy; text is cut
+    before the earliest stop sequence. A request the server refuses (4xx) is not retried and is
+    reported as the judge model being unusable (:class:`~iterkd.shared.rpc.Unavailable`), since
+    its parameters come from this service's configuration, not from the caller.
     """
 
     def __init__(self, url: str, timeout_s: float = 300.0, retries: int = 2, concurrency: int = 4,
                  backoff_s: float = 0.5) -> None:
-        import requests
-
-        self.url = url.rstrip("/") + "/generate" if not url.rstrip("/").endswith("/generate") else url
-        self.timeout_s = timeout_s
-        self.retries = retries
-        self.backoff_s = backoff_s
-        self._requests = requests
-        self._local = threading.local()
-        self._pool = ThreadPoolExecutor(max(1, concurrency), thread_name_prefix="tgi")
-
-    def _session(self) -> Any:
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = self._local.session = self._requests.Session()
-        return session
-
-    @staticmethod
-    def payload(prompt: str, params: SamplingParams, seed: int) -> dict[str, Any]:
-        parameters: dict[str, Any] = {"max_new_tokens": params.max_new_tokens, "seed": seed, "details": True}
-        if params.temperature > 0:
-            parameters["do_sample"] = True
-            parameters["temperature"] = params.temperature
-            if 0 < params.top_p < 1:
-                parameters["top_p"] = params.top_p
-        else:
-            parameters["do_sample"] = False
-        if params.stop:
-            parameters["stop"] = list(params.stop)
-        return {"inputs": prompt, "parameters": parameters}
-
-    def _one(self, prompt: str, params: SamplingParams, seed: int) -> tuple[str, str]:
-        body = self.payload(prompt, params, seed)
-        last = ""
-        for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(self.backoff_s * 2 ** (attempt - 1))
-            try:
-                resp = self._session().post(self.url, json=body, timeout=self.timeout_s)
-            except self._requests.RequestException as exc:
-                last = f"{type(exc).__name__}: {exc}"
-                continue
-            if resp.status_code == 429 or resp.status_code >= 500:
-                last = f"HTTP {resp.status_code}: {resp.text[:200]}"
-                continue
-            if resp.status_code != 200:
-                raise RuntimeError(f"TGI at {self.url} refused the request: HTTP {resp.status_code}: "
-                                   f"{resp.text[:300]}")
-            try:
-                data = resp.json()
-            except ValueError:
-                raise RuntimeError(f"TGI at {self.url} sent invalid JSON: {resp.text[:200]!r}") from None
-            if isinstance(data, list):  # some TGI versions wrap the object in a list
-                data = data[0] if data else {}
-            text = data.get("generated_text")
-            if not isinstance(text, str):
-                raise RuntimeError(f"TGI at {self.url} sent no generated_text: {str(data)[:200]}")
-            finish = _FINISH.get(str((data.get("details") or {}).get("finish_reason", "")), "stop")
-            for stop in params.stop:
-                cut = text.find(stop)
-                if cut >= 0:
-                    text, finish = text[:cut], "stop"
-            return text, finish
-        raise Unavailable(f"TGI at {self.url} unavailable after {self.retries + 1} attempts: {last}")
+        policy = RetryPolicy(max_attempts=retries + 1, initial_backoff_s=backoff_s,
+                             max_backoff_s=max(backoff_s, backoff_s * 2 ** max(0, retries - 1)),
+                             total_budget_s=timeout_s * (retries + 1), request_timeout_s=timeout_s)
+        super().__init__(url, policy, max_in_flight=max(1, concurrency), messages_api=False)
 
     def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[Generation]:
-        n = max(1, params.n)
-        jobs = [(p, i) for p in range(len(prompts)) for i in range(n)]
-        results = list(self._pool.map(lambda job: self._one(prompts[job[0]], params, params.seed + job[1]), jobs))
-        out = [Generation() for _ in prompts]
-        for (p, _), (text, finish) in zip(jobs, results):
-            out[p].texts.append(text)
-            out[p].finish_reasons.append(finish)
-        return out
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        try:
+            return super().generate(prompts, params)
+        except BadRequest as exc:
+            raise Unavailable(f"the judge model refused the request: {exc}") from None
+        except TimeoutError as exc:
+            raise Unavailable(f"the judge model did not answer in time: {exc}") from None

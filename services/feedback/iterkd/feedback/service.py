@@ -28,9 +28,9 @@ from iterkd.feedback.harness import program_for
 from iterkd.feedback.judge import Judge
 from iterkd.feedback.sandbox import ExecResult, SandboxPool
 from iterkd.feedback.static import StaticAnalyzer, StaticReport, static_code
+from iterkd.shared.errors import BadRequest, Conflict, Unavailable, require
 from iterkd.shared.formats import JudgeResult, Problem, Sample, StaticResult, Verdict, parse_record
 from iterkd.shared.log import event
-from iterkd.shared.rpc import BadRequest, Conflict, Unavailable, require
 from iterkd.shared.stages import STAGES, StageManifest, StageWriter, begin_stage, stage_lock
 from iterkd.shared.store import ArtifactStore, normalize_key
 from iterkd.v1 import common_pb2, feedback_pb2, feedback_pb2_grpc

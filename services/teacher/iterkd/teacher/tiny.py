@@ -209,7 +209,14 @@ def _build_model(preset: TinyPreset, vocab_size: int, eos_id: int, seed: int) ->
         # max_new_tokens rather than max_length: a max_length default makes every
         # generate(max_new_tokens=...) call log a "both were set" warning.
         max_new_tokens=preset.max_position_embeddings // 2,
-        do_sample=False,
+        # Sample by default, at the request's temperature. A server that honours the generation
+        # config (transformers serve, TGI, vLLM's defaults) would otherwise answer greedily
+        # whatever temperature a request asks, and n samples would all be the same. top_k=0: no
+        # hidden top-k cut, so temperature and top_p are the only knobs, as in our own engine.
+        do_sample=True,
+        temperature=1.0,
+        top_p=1.0,
+        top_k=0,
     )
     return model
 
@@ -223,8 +230,9 @@ def _warmup(
     seq_len: int,
     batch_size: int = 8,
     lr: float = 3e-3,
-) -> float:
-    """Run ``steps`` AdamW steps of causal-LM training on stdlib text; return the last loss."""
+) -> tuple[float, float]:
+    """Run ``steps`` AdamW steps of causal-LM training on stdlib text; return the first step's loss
+    (before any update: chance level, ln(vocab)) and the last one."""
     import torch
 
     needed = steps * batch_size * (seq_len + 1)
@@ -245,7 +253,7 @@ def _warmup(
     order = torch.randperm(n_windows, generator=gen)
     optim = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     model.train()
-    loss_value = float("nan")
+    first_loss = loss_value = float("nan")
     for step in range(steps):
         idx = order[(torch.arange(batch_size) + step * batch_size) % n_windows]
         batch = data[idx]
@@ -255,8 +263,10 @@ def _warmup(
         optim.step()
         optim.zero_grad(set_to_none=True)
         loss_value = float(out.loss.detach())
+        if step == 0:
+            first_loss = loss_value
     model.eval()
-    return loss_value
+    return first_loss, loss_value
 
 
 def _check_target(out_dir: Path, overwrite: bool) -> None:
@@ -322,10 +332,10 @@ def build_tiny_model(
 
     with torch.random.fork_rng(devices=[]):
         model = _build_model(spec, vocab_size, eos_id, seed)
-        final_loss = (
+        first_loss, final_loss = (
             _warmup(model, tokenizer, files, warmup_steps, seed, min(256, spec.max_position_embeddings))
             if warmup_steps
-            else None
+            else (None, None)
         )
     n_params = sum(p.numel() for p in model.parameters())
 
@@ -340,6 +350,7 @@ def build_tiny_model(
             "params": n_params,
             "vocab_size": vocab_size,
             "warmup_steps": warmup_steps,
+            "warmup_first_loss": first_loss,
             "warmup_final_loss": final_loss,
             "corpus_files": len(files),
             "corpus_bytes": sum(p.stat().st_size for p in files),

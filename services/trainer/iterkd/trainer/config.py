@@ -32,7 +32,9 @@ class LossConfig(Section):
     ``infonce``: -log softmax of the chosen score among {chosen} + rejected, at ``temperature``;
     ``dpo``: -log sigmoid(beta x ((c - c_ref) - (r - r_ref))), reference = adapter disabled;
     ``margin``: hinge max(0, margin - (c - r));
-    ``unlikelihood``: -log(1 - p_r) with p_r the rejected answer's per-token geometric-mean probability.
+    ``unlikelihood``: -log(1 - q), q = p_r / (p_c + p_r) the rejected answer's share of the pair's
+    likelihood (per-token geometric means), i.e. softplus(r - c); the absolute -log(1 - p_r) had a
+    gradient of about p_r, 2e-4 on an answer the student already finds unlikely, and taught nothing.
     Scores are per-token mean log-likelihoods, except for ``dpo`` (sequence sums, as in the paper).
     ``fault_weight`` > 0 multiplies the weight of the tokens where chosen and rejected differ by
     (1 + fault_weight) in those scores.

@@ -92,7 +92,7 @@ def load_train_set(store: ArtifactStore, key: str) -> list[TrainingExample]:
         try:
             examples = read_pairs(path)
         except DataError as exc:  # name the store URI, not the temporary file
-            raise DataError(uri, exc.line, exc.message) from None
+            raise DataError(uri, exc.line, exc.message, exc.record) from None
     return check_examples(examples, uri)
 
 

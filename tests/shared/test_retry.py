@@ -9,7 +9,7 @@ import time
 import pytest
 
 from iterkd.shared.errors import GenerationCancelled
-from iterkd.teacher.retry import BudgetExceeded, RetriesExhausted, Retryable, RetryPolicy, call_with_retry
+from iterkd.shared.retry import BudgetExceeded, RetriesExhausted, Retryable, RetryPolicy, call_with_retry
 
 
 class Flaky(Exception):
@@ -79,13 +79,18 @@ def test_retry_after_is_honoured() -> None:
 
 
 def test_budget_is_respected() -> None:
-    policy = RetryPolicy(max_attempts=100, initial_backoff_s=0.05, max_backoff_s=0.05, total_budget_s=0.4)
-    fn, calls = fails(1000)
+    # Without the budget these attempts would back off for about 100 s (1000 x 0.1 s on average);
+    # with it the call gives up within the 1 s budget. The bounds leave seconds of slack for a
+    # loaded machine and still tell the two apart: it stops neither early (it keeps trying until
+    # the next pause would cross the budget, so at least budget - max_backoff) nor late.
+    policy = RetryPolicy(max_attempts=1000, initial_backoff_s=0.2, max_backoff_s=0.2, total_budget_s=1.0)
+    fn, calls = fails(10_000)
     t0 = time.monotonic()
-    with pytest.raises(BudgetExceeded, match="last error: flaky"):
-        call_with_retry(fn, policy, classify)
-    assert time.monotonic() - t0 < 0.6
-    assert 2 <= len(calls) < 100
+    with pytest.raises(BudgetExceeded, match=r"budget 1.0s\); last error: flaky"):
+        call_with_retry(fn, policy, classify, rng=random.Random(0))
+    elapsed = time.monotonic() - t0
+    assert 0.8 <= elapsed < 4.0, elapsed
+    assert 3 <= len(calls) < 1000
 
 
 def test_retry_after_beyond_budget_gives_up_without_sleeping() -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from iterkd.shared.errors import GenerationCancelled, Unavailable
-from iterkd.shared.generation import Cancelled, is_cancelled
+from iterkd.shared.sampling import Cancelled, is_cancelled
 
 T = TypeVar("T")
 
