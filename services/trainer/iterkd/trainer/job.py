@@ -243,7 +243,7 @@ def run_training(store: ArtifactStore, spec: TrainSpec, emit: Emit,
                 w.put_jsonl(TRAIN_SET, examples)
             entry = w.put_dir(name, ckpt)
             w.put_bytes("training_config.json", json.dumps({
-                "config": spec.cfg.model_dump(mode="json"), "base_model": spec.base_model,
+                "config": spec.config()["trainer"], "base_model": spec.base_model,
                 "train_set": store.uri(spec.train_set_key),
                 "init_checkpoint": store.uri(spec.init_key) if spec.init_key else None,
                 "fingerprint": fp,

@@ -388,6 +388,7 @@ class StudentTrainer:
         model.save_pretrained(str(d), safe_serialization=True)
         self.tokenizer.save_pretrained(str(d))
         model.config.use_cache = False
+        _sort_adapter_config(d / "adapter_config.json")
         return d
 
     def summary(self) -> dict[str, float]:
@@ -410,3 +411,16 @@ class StudentTrainer:
             "tokens_per_second": tokens / time_s if time_s > 0 else 0.0,
             "trainable_params": float(sum(p.numel() for p in self.params)),
         }
+
+
+def _sort_adapter_config(path: Path) -> None:
+    """peft writes ``target_modules`` from a set, so its order follows the process's hash seed; sort
+    it so the same training writes the same bytes (a checkpoint's sha256 then means its content)."""
+    if not path.is_file():
+        return
+    import json
+
+    data = json.loads(path.read_text())
+    if isinstance(data.get("target_modules"), list):
+        data["target_modules"] = sorted(data["target_modules"])
+        path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
