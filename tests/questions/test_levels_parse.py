@@ -33,6 +33,19 @@ def test_thresholds_and_weights_come_from_config():
     assert [r.level for r in rows] == ["mastered", "struggling", "learning"]
 
 
+def test_random_levels_ignore_the_feedback_and_are_reproducible():
+    """The ablation of the feedback-based update: a level says nothing about how the student did."""
+    rows = [fb(1.0, 0.9, 0.9, pid=f"q{i}") for i in range(60)]  # all mastered by the feedback
+    cfg = LevelsConfig(assign="random", random_seed=7)
+    levels = [r.level for r in assign_levels(rows, cfg)]
+    assert {"mastered", "learning", "struggling"} == set(levels)
+    assert 10 <= levels.count("mastered") <= 30  # about a third each
+    assert levels == [r.level for r in assign_levels(rows, cfg)]  # the same seed, the same levels
+    assert levels != [r.level for r in assign_levels(rows, LevelsConfig(assign="random", random_seed=8))]
+    merged = merge_overrides(QuestionsConfig(), '{"levels": {"assign": "random"}}', allowed=("levels",))
+    assert merged.levels.assign == "random"  # a run's evolve stage may ask for it per request
+
+
 def test_bad_level_config_is_an_error():
     with pytest.raises(ConfigError, match="struggling_max_pass"):
         parse_config({"levels": {"struggling_max_pass": 1.0}}, QuestionsConfig)

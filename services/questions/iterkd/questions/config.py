@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, field_validator, model_validator
 
 from iterkd.shared.config import FileConfig, Section, ServerConfig
@@ -74,8 +76,14 @@ class LevelsConfig(Section):
     ``struggling``: pass rate <= struggling_max_pass; ``learning``: the rest.
 
     Quality is the weighted mean of the views present in a feedback row; when no weighted view is
-    present, the feedback row's own ``quality``."""
+    present, the feedback row's own ``quality``.
 
+    ``assign: random`` ignores the feedback and draws each question's level from a hash of
+    (``random_seed``, question id): the ablation of the feedback-based update, where new questions
+    are asked at levels that say nothing about the student."""
+
+    assign: Literal["feedback", "random"] = "feedback"
+    random_seed: int = 0
     mastered_min_pass: float = Field(default=1.0, ge=0, le=1)
     mastered_quality: float = Field(default=0.6, ge=0, le=1)
     struggling_max_pass: float = Field(default=0.0, ge=0, le=1)

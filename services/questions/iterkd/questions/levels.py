@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 
-from iterkd.questions.config import LevelsConfig
+from iterkd.questions.config import LEVELS, LevelsConfig
 from iterkd.shared.formats import Feedback
 
 _EPS = 1e-9
@@ -31,6 +32,14 @@ def assign_level(feedback: Feedback, cfg: LevelsConfig) -> str:
     return "learning"
 
 
+def random_level(problem_id: str, seed: int) -> str:
+    """A level drawn from a hash of (seed, id): deterministic, independent of the feedback."""
+    digest = hashlib.blake2b(f"{seed}:{problem_id}".encode(), digest_size=8).digest()
+    return LEVELS[int.from_bytes(digest, "big") % len(LEVELS)]
+
+
 def assign_levels(rows: Iterable[Feedback], cfg: LevelsConfig) -> list[Feedback]:
-    """The rows with ``level`` set."""
+    """The rows with ``level`` set: from the feedback, or at random (``cfg.assign``)."""
+    if cfg.assign == "random":
+        return [row.model_copy(update={"level": random_level(row.problem_id, cfg.random_seed)}) for row in rows]
     return [row.model_copy(update={"level": assign_level(row, cfg)}) for row in rows]
