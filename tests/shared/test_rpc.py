@@ -51,7 +51,7 @@ class Runs(controller_pb2_grpc.ControllerServiceServicer):
 
     def WatchRun(self, request, context):
         for stage in ["teacher-solve", "verify"]:
-            yield controller_pb2.StageStatus(cycle=1, stage=stage, state="succeeded")
+            yield controller_pb2.RunEvent(cycle=1, stage=stage, state="succeeded")
         if request.run_id == "bad-stream":
             raise BadRequest("stream failed half-way")
 
