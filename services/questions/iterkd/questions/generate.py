@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from iterkd.questions.config import LEVELS, GenerationConfig
 from iterkd.shared.formats import Problem
 from iterkd.shared.inference import SamplingParams, TextGenerator
-from iterkd.shared.prompts import FENCE
+from iterkd.shared.prompts import FENCE, render_question_prompt
 
 _HEADER = re.compile(
     r"^[ \t]*(?:#{1,6}[ \t]*|\*\*[ \t]*)?(?:\d+[.)][ \t]*)?"
@@ -280,8 +280,7 @@ def new_problem(q: ParsedQuestion, parent: Problem, level: str, cycle: int, k: i
 
 
 def render_generation_prompt(problem: Problem, level: str, template: str) -> str:
-    return template.format(prompt=problem.prompt.strip(), entry_point=problem.entry_point or "solution",
-                           tests=problem.tests.strip(), id=problem.id, level=level)
+    return render_question_prompt(problem, level, template)
 
 
 @dataclass

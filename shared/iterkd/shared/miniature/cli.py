@@ -49,7 +49,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
         return 2
     depths = Counter(p.level for p in problems)
     print(json.dumps({"out": args.out, "split": args.split, "problems": len(problems),
-                      "compositions": len({p.id.split('/')[2] for p in problems}), "levels": dict(sorted(depths.items()))}))
+                      "compositions": len({p.id.split("/")[2] for p in problems}),
+                      "levels": dict(sorted(depths.items()))}))
     return 0
 
 

@@ -27,6 +27,7 @@ Everything is deterministic for a seed (``random.Random`` streams, no global sta
 from __future__ import annotations
 
 import hashlib
+import itertools
 import random
 import textwrap
 from collections.abc import Iterator, Sequence
@@ -115,7 +116,8 @@ PRIMITIVES: tuple[Primitive, ...] = (
     _p("add", "II", "{v} + {k}", "add {k}", "increase the number by {k}", "raise the value by {k}", ks=(1, 2, 3, 7)),
     _p("mul", "II", "{v} * {k}", "multiply by {k}", "scale the number by {k}", "take {k} times the value",
        ks=(2, 3, 5)),
-    _p("square", "II", "{v} * {v}", "square it", "multiply the number by itself", "raise the value to the power of two"),
+    _p("square", "II", "{v} * {v}", "square it", "multiply the number by itself",
+       "raise the value to the power of two"),
     _p("negate", "II", "-{v}", "negate it", "flip the sign of the number", "take the negative of the value"),
     _p("absolute", "II", "abs({v})", "take its absolute value", "drop the sign of the number",
        "make the value non-negative"),
@@ -187,7 +189,7 @@ Chain = tuple[str, ...]
 def chain_types(chain: Chain) -> tuple[str, str] | None:
     """(input type, output type) of a chain, or None when its types do not line up."""
     prims = [BY_NAME[n] for n in chain]
-    for a, b in zip(prims, prims[1:]):
+    for a, b in itertools.pairwise(prims):
         if a.dst != b.src:
             return None
     return prims[0].src, prims[-1].dst
@@ -230,7 +232,7 @@ def signature(chain: Chain, name: str) -> str:
 def compile_function(code: str, name: str) -> Any:
     """The function ``name`` defined by ``code`` (the world's own trusted references only)."""
     namespace: dict[str, Any] = {}
-    exec(compile(code, f"<miniature {name}>", "exec"), namespace)  # noqa: S102 - generated references
+    exec(compile(code, f"<miniature {name}>", "exec"), namespace)
     return namespace[name]
 
 
@@ -258,7 +260,7 @@ def _outputs(chain: Chain, ks: Sequence[int | None], inputs: Sequence[Any]) -> l
     for x in inputs:
         try:
             out.append(fn(x))
-        except Exception as exc:  # noqa: BLE001 - any failure is a distinct outcome
+        except Exception as exc:
             out.append(("error", type(exc).__name__))
     return out
 
@@ -394,7 +396,7 @@ def make_tests(code: str, name: str, src: str, rng: random.Random, n: int = 5,
 def _safe(fn: Any, x: Any) -> Any:
     try:
         return fn(x)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         return ("error", type(exc).__name__)
 
 
