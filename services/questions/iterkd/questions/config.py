@@ -60,6 +60,9 @@ class GenerationConfig(Section):
     solve_max_new_tokens: int = Field(default=768, ge=1)
     solve_temperature: float = Field(default=0.2, ge=0)
     use_reply_solution: bool = True  # the solution written with the question counts as a teacher answer
+    # A reply with a solution but no tests gets this many tests made by running the solution on
+    # inputs drawn from its signature's type hints (iterkd.questions.testgen); 0: such replies are dropped.
+    generated_tests: int = Field(default=6, ge=0)
     teacher_timeout_s: float = Field(default=600.0, gt=0)
 
     @field_validator("per_question")
