@@ -80,10 +80,12 @@ class MiniaturePreset:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _shape(hidden: int, inter: int, layers: int, heads: int, ctx: int = 1024) -> TinyPreset:
+def _shape(hidden: int, inter: int, layers: int, heads: int, ctx: int = 1024,
+           stdlib_bytes: int = 200_000) -> TinyPreset:
+    """A model shape; ``stdlib_bytes`` of stdlib code join the tokenizer's corpus (teacher's only)."""
     return TinyPreset(vocab_size=0, hidden_size=hidden, intermediate_size=inter, num_hidden_layers=layers,
                       num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=ctx,
-                      corpus_bytes=200_000)
+                      corpus_bytes=stdlib_bytes)
 
 
 PRESETS: dict[str, MiniaturePreset] = {
@@ -91,14 +93,14 @@ PRESETS: dict[str, MiniaturePreset] = {
         vocab_size=2048,
         teacher=_shape(192, 512, 4, 6),
         student=_shape(128, 256, 2, 4),
-        teacher_train=TrainSpec(steps=150, batch_size=12, lr=3e-3, question_fraction=0.2),
+        teacher_train=TrainSpec(steps=180, batch_size=12, lr=3e-3, question_fraction=0.2),
         student_train=TrainSpec(steps=80, batch_size=16, lr=3e-3, depths=(1,), split_weights=(("primitives", 1.0),)),
         corpus_tasks=3000,
     ),
     "quick": MiniaturePreset(
         vocab_size=600,
-        teacher=_shape(48, 96, 1, 2, ctx=1024),
-        student=_shape(32, 64, 1, 2, ctx=1024),
+        teacher=_shape(48, 96, 1, 2, stdlib_bytes=0),
+        student=_shape(32, 64, 1, 2, stdlib_bytes=0),
         teacher_train=TrainSpec(steps=4, batch_size=4, lr=3e-3, question_fraction=0.25),
         student_train=TrainSpec(steps=3, batch_size=4, lr=3e-3, depths=(1,), split_weights=(("primitives", 1.0),)),
         corpus_tasks=150,
@@ -115,6 +117,8 @@ class Example:
     kind: str      # "solve" | "question:<level>"
     prompt: str    # the service's prompt (before chat wrapping)
     answer: str
+    chain: world.Chain = ()         # the composition the answer is an instance of
+    parent: world.Chain = ()        # for a question: the composition of the parent
 
 
 def problem_of(task: world.Task, pid: str = "mini/train") -> Any:
@@ -122,7 +126,7 @@ def problem_of(task: world.Task, pid: str = "mini/train") -> Any:
 
 
 def solve_example(task: world.Task, template: str = DEFAULT_SOLVE_TEMPLATE) -> Example:
-    return Example("solve", render_solve_prompt(problem_of(task), template), task.code)
+    return Example("solve", render_solve_prompt(problem_of(task), template), task.code, task.chain)
 
 
 def question_reply(task: world.Task) -> str:
@@ -171,7 +175,7 @@ def question_example(parent: world.Task, level: str, rng: random.Random) -> Exam
         if child.name != parent.name:
             break
     prompt = render_question_prompt(problem_of(parent), level, DEFAULT_QUESTION_TEMPLATES[level])
-    return Example(f"question:{level}", prompt, question_reply(child))
+    return Example(f"question:{level}", prompt, question_reply(child), child.chain, parent.chain)
 
 
 def _tasks(spec: TrainSpec, seed: int) -> Iterator[world.Task]:
@@ -219,7 +223,8 @@ def train_tokenizer(preset: MiniaturePreset, seed: int, workdir: Path) -> PreTra
     with corpus.open("w", encoding="utf-8") as fh:
         for ex in examples(spec, preset.corpus_tasks, seed):
             fh.write(f"<|user|>\n{ex.prompt}{EOS_TOKEN}\n<|assistant|>\n{ex.answer}{EOS_TOKEN}\n")
-    files = [corpus, *stdlib_corpus_files(preset.teacher.corpus_bytes)]
+    stdlib = stdlib_corpus_files(preset.teacher.corpus_bytes) if preset.teacher.corpus_bytes else []
+    files = [corpus, *stdlib]
     tok = _train_tokenizer(files, preset.vocab_size)
     return _wrap_tokenizer(tok, preset.teacher.max_position_embeddings)
 
