@@ -80,7 +80,7 @@ class MiniaturePreset:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _shape(hidden: int, inter: int, layers: int, heads: int, ctx: int = 1024,
+def _shape(hidden: int, inter: int, layers: int, heads: int, ctx: int = 2048,
            stdlib_bytes: int = 200_000) -> TinyPreset:
     """A model shape; ``stdlib_bytes`` of stdlib code join the tokenizer's corpus (teacher's only)."""
     return TinyPreset(vocab_size=0, hidden_size=hidden, intermediate_size=inter, num_hidden_layers=layers,
