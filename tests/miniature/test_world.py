@@ -146,5 +146,5 @@ def test_world_export_cli(tmp_path) -> None:
     assert bad.returncode == 2 and "--split" in bad.stderr
     bad = subprocess.run([*cmd, "--split", "seed", "--n", "3", "--depth", "9", "--out", str(tmp_path / "x.jsonl")],
                          capture_output=True, text=True, timeout=120)
-    assert bad.returncode == 2 and "depths must lie in 1..4" in bad.stderr
+    assert bad.returncode == 2 and "depths must lie in 1..3" in bad.stderr
     assert not (tmp_path / "x.jsonl").exists()
