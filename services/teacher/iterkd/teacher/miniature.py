@@ -93,8 +93,10 @@ PRESETS: dict[str, MiniaturePreset] = {
         vocab_size=2048,
         teacher=_shape(192, 512, 4, 6),
         student=_shape(128, 256, 2, 4),
-        teacher_train=TrainSpec(steps=180, batch_size=12, lr=3e-3, question_fraction=0.2),
-        student_train=TrainSpec(steps=80, batch_size=16, lr=3e-3, depths=(1,), split_weights=(("primitives", 1.0),)),
+        # Small batches, many steps: 180 x 12 learned the answer format but not the mapping from
+        # words to code (pass@1 0.00); 600 x 4 on the student reaches 0.65 on the primitives.
+        teacher_train=TrainSpec(steps=900, batch_size=4, lr=3e-3, question_fraction=0.2),
+        student_train=TrainSpec(steps=600, batch_size=4, lr=3e-3, depths=(1,), split_weights=(("primitives", 1.0),)),
         corpus_tasks=3000,
     ),
     "quick": MiniaturePreset(
@@ -280,7 +282,7 @@ def train(model: LlamaForCausalLM, tokenizer: Any, spec: TrainSpec, seed: int,
         optim.zero_grad(set_to_none=True)
         tokens += int(mask.sum())
         loss_value = float(out.loss.detach())
-        if log is not None and (step % 10 == 0 or step == spec.steps - 1):
+        if log is not None and (step % 50 == 0 or step == spec.steps - 1):
             log(f"step {step + 1}/{spec.steps} loss {loss_value:.4f}")
     model.eval()
     return {"final_loss": loss_value, "train_tokens": float(tokens), "examples": float(len(exs))}
