@@ -75,3 +75,23 @@ def test_from_stage_sets_later_outputs_aside_and_progress_counts_them_again(tmp_
     assert again.record(2, "feedback").state == "pending" and again.record(2, "student-solve").state == "succeeded"
     events = RunStore(store).events("r")
     assert events[-1]["message"] == "set aside 3 finished stage(s)"
+
+
+def test_a_run_can_start_on_the_miniature_world(tmp_path: Path) -> None:
+    """pool/eval sources `miniature:SPLIT` export the world's split, deterministic for the set's seed."""
+    from iterkd.controller.config import ProblemSet
+    from iterkd.controller.inputs import load_problem_set
+    from iterkd.shared.config import ConfigError
+
+    pool = load_problem_set(ProblemSet(source="miniature:seed", limit=5, seed=3), "run.pool")
+    again = load_problem_set(ProblemSet(source="miniature:seed", limit=5, seed=3), "run.pool")
+    assert [p.id for p in pool] == [p.id for p in again] and len(pool) == 5
+    assert all(p.id.startswith("mini/seed/") and p.canonical_solution for p in pool)
+    held = load_problem_set(ProblemSet(source="miniature:heldout", limit=5), "run.eval")
+    assert not {p.id.split("/")[2] for p in held} & {p.id.split("/")[2] for p in pool}
+    try:
+        load_problem_set(ProblemSet(source="miniature:nope"), "run.pool")
+    except ConfigError as exc:
+        assert "run.pool.source: unknown miniature split 'nope'" in str(exc)
+    else:
+        raise AssertionError("an unknown split must be refused")

@@ -27,6 +27,60 @@ COMPLETION_TEMPLATE = "{prompt}"
 
 SOLVE_FIELDS = ("prompt", "entry_point", "id")
 
+# The question service's per-level requests for a new question (keys: the parent's level). They
+# live here, beside the solve template, so a teacher can be trained on exactly the prompts the
+# question service sends (see iterkd.teacher.miniature).
+_REPLY_FORMAT = """
+Answer in exactly this format and nothing else:
+
+### Description
+<the new question, as a short self-contained problem statement>
+
+### Signature
+```python
+<any imports the signature needs>
+def <function_name>(<parameters>) -> <return type>:
+```
+
+### Tests
+```python
+assert <function_name>(...) == ...
+<at least 3 asserts, one per line, covering edge cases>
+```
+
+### Solution
+```python
+<a complete, correct reference solution>
+```
+"""
+
+DEFAULT_QUESTION_TEMPLATES: dict[str, str] = {
+    "mastered": (
+        "You are writing programming exercises for a student model that has mastered this question:\n\n"
+        "{prompt}\n\nWrite ONE new, harder variant of it. Make it harder in one way: add a constraint, "
+        "require extra reasoning steps, add a rarer requirement, or impose a complexity bound. It must "
+        "be a different function from `{entry_point}`, self-contained and testable with asserts.\n"
+        + _REPLY_FORMAT
+    ),
+    "learning": (
+        "You are writing programming exercises for a student model that is learning the skill this "
+        "question exercises:\n\n{prompt}\n\nWrite ONE new question that practises the same skill in a "
+        "different setting, of similar difficulty. It must not be a rewording of the original.\n"
+        + _REPLY_FORMAT
+    ),
+    "struggling": (
+        "You are writing programming exercises for a student model that fails this question:\n\n"
+        "{prompt}\n\nWrite ONE simpler stepping-stone question: a smaller sub-problem or an easier "
+        "version that builds towards solving it.\n" + _REPLY_FORMAT
+    ),
+}
+
+
+def render_question_prompt(problem: Problem, level: str, template: str) -> str:
+    """The request for a new question from ``problem`` (whose level is ``level``)."""
+    return template.format(prompt=problem.prompt.strip(), entry_point=problem.entry_point or "solution",
+                           tests=problem.tests.strip(), id=problem.id, level=level)
+
 
 def check_template(template: str, where: str = "template", fields: Iterable[str] = SOLVE_FIELDS,
                    required: str = "prompt") -> str:

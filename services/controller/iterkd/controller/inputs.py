@@ -39,11 +39,12 @@ def load_problem_set(ps: ProblemSet, field: str, base_dir: Path | None = None) -
             raise ConfigError(f"{field}.source: mbpp needs ITERKD_MBPP set to mbpp.jsonl or sanitized-mbpp.json")
         problems = load_mbpp(path, split="test")
     elif source.startswith("miniature:"):
-        try:
-            from iterkd.shared.miniature import split_problems  # type: ignore[import-not-found]
-        except ImportError:
-            raise ConfigError(f"{field}.source: the miniature world is not installed") from None
-        problems = split_problems(source.split(":", 1)[1], n=ps.limit or 100, seed=ps.seed)
+        from iterkd.shared.miniature.world import SPLITS, export_split
+
+        split = source.split(":", 1)[1]
+        if split not in SPLITS:
+            raise ConfigError(f"{field}.source: unknown miniature split {split!r}; splits: {', '.join(SPLITS)}")
+        return export_split(split, ps.limit or 100, seed=ps.seed)
     else:
         path = Path(source).expanduser()
         if not path.is_absolute() and base_dir is not None:

@@ -7,54 +7,11 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from iterkd.shared.config import FileConfig, Section, ServerConfig
+from iterkd.shared.prompts import DEFAULT_QUESTION_TEMPLATES as DEFAULT_TEMPLATES
 from iterkd.shared.prompts import DEFAULT_SOLVE_TEMPLATE, check_template
 
 LEVELS = ("mastered", "learning", "struggling")
 
-_REPLY_FORMAT = """
-Answer in exactly this format and nothing else:
-
-### Description
-<the new question, as a short self-contained problem statement>
-
-### Signature
-```python
-<any imports the signature needs>
-def <function_name>(<parameters>) -> <return type>:
-```
-
-### Tests
-```python
-assert <function_name>(...) == ...
-<at least 3 asserts, one per line, covering edge cases>
-```
-
-### Solution
-```python
-<a complete, correct reference solution>
-```
-"""
-
-DEFAULT_TEMPLATES: dict[str, str] = {
-    "mastered": (
-        "You are writing programming exercises for a student model that has mastered this question:\n\n"
-        "{prompt}\n\nWrite ONE new, harder variant of it. Make it harder in one way: add a constraint, "
-        "require extra reasoning steps, add a rarer requirement, or impose a complexity bound. It must "
-        "be a different function from `{entry_point}`, self-contained and testable with asserts.\n"
-        + _REPLY_FORMAT
-    ),
-    "learning": (
-        "You are writing programming exercises for a student model that is learning the skill this "
-        "question exercises:\n\n{prompt}\n\nWrite ONE new question that practises the same skill in a "
-        "different setting, of similar difficulty. It must not be a rewording of the original.\n"
-        + _REPLY_FORMAT
-    ),
-    "struggling": (
-        "You are writing programming exercises for a student model that fails this question:\n\n"
-        "{prompt}\n\nWrite ONE simpler stepping-stone question: a smaller sub-problem or an easier "
-        "version that builds towards solving it.\n" + _REPLY_FORMAT
-    ),
-}
 
 TEMPLATE_FIELDS = frozenset({"prompt", "entry_point", "tests", "id", "level"})
 
@@ -111,6 +68,9 @@ class GenerationConfig(Section):
     solve_max_new_tokens: int = Field(default=768, ge=1)
     solve_temperature: float = Field(default=0.2, ge=0)
     use_reply_solution: bool = True  # the solution written with the question counts as a teacher answer
+    # A reply with a solution but no tests gets this many tests made by running the solution on
+    # inputs drawn from its signature's type hints (iterkd.questions.testgen); 0: such replies are dropped.
+    generated_tests: int = Field(default=6, ge=0)
     teacher_timeout_s: float = Field(default=600.0, gt=0)
 
     @field_validator("per_question")

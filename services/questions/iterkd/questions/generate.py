@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from iterkd.questions.config import LEVELS, GenerationConfig
 from iterkd.shared.formats import Problem
 from iterkd.shared.inference import SamplingParams, TextGenerator
-from iterkd.shared.prompts import FENCE
+from iterkd.shared.prompts import FENCE, render_question_prompt
 
 _HEADER = re.compile(
     r"^[ \t]*(?:#{1,6}[ \t]*|\*\*[ \t]*)?(?:\d+[.)][ \t]*)?"
@@ -135,7 +135,7 @@ def _read_tests(code: str, entry_point: str | None) -> tuple[list[str], list[str
 
 
 def _from_parts(description: str, signature_code: str | None, tests_code: str | None,
-                solution_code: str | None, min_tests: int) -> ParsedQuestion | None:
+                solution_code: str | None, min_tests: int, allow_no_tests: bool = False) -> ParsedQuestion | None:
     fn = None
     imports: list[str] = []
     for code in (signature_code, solution_code):
@@ -149,13 +149,12 @@ def _from_parts(description: str, signature_code: str | None, tests_code: str | 
             fn = fns[0] if code is signature_code else fns[-1]
             imports = _imports(tree)
             break
-    if tests_code is None:
+    if fn is None or (tests_code is None and not (allow_no_tests and solution_code)):
         return None
-    if fn is None:
-        return None
-    tests, setup, sol_in_tests = _read_tests(tests_code, fn.name)
+    tests, setup, sol_in_tests = _read_tests(tests_code, fn.name) if tests_code is not None else ([], [], None)
     tests = [t for t in tests if re.search(rf"\b{re.escape(fn.name)}\b", t)]
-    if len(tests) < min_tests or not description:
+    # a reply with a solution but no tests gets tests made by running it (testgen)
+    if (len(tests) < min_tests and not (tests_code is None and allow_no_tests)) or not description:
         return None
     solution = solution_code.strip() + "\n" if solution_code and solution_code.strip() else sol_in_tests
     if solution is not None and _parse_module(solution) is None:
@@ -198,15 +197,16 @@ def _unfence(value: object) -> str | None:
     return blocks[0] if blocks else value
 
 
-def parse_reply(text: str, min_tests: int = 1) -> ParsedQuestion | None:
-    """The question in a teacher's reply, or ``None`` when none can be read. Never raises."""
+def parse_reply(text: str, min_tests: int = 1, allow_no_tests: bool = False) -> ParsedQuestion | None:
+    """The question in a teacher's reply, or ``None`` when none can be read. Never raises. With
+    ``allow_no_tests``, a reply with a solution but no tests section parses with empty tests."""
     try:
-        return _parse(text, min_tests)
+        return _parse(text, min_tests, allow_no_tests)
     except (RecursionError, ValueError, TypeError, AttributeError):
         return None
 
 
-def _parse(text: str, min_tests: int) -> ParsedQuestion | None:
+def _parse(text: str, min_tests: int, allow_no_tests: bool = False) -> ParsedQuestion | None:
     if not text or not text.strip():
         return None
     headers = list(_HEADER.finditer(text))
@@ -221,7 +221,7 @@ def _parse(text: str, min_tests: int) -> ParsedQuestion | None:
         sol = _blocks(sections.get("solution", ""))
         sig_code = sig[0] if sig else (sections.get("signature", "").strip() or None)
         tests_code = "\n".join(tests) if tests else (sections.get("tests") or None)
-        found = _from_parts(desc, sig_code, tests_code, sol[0] if sol else None, min_tests)
+        found = _from_parts(desc, sig_code, tests_code, sol[0] if sol else None, min_tests, allow_no_tests)
         if found is not None:
             return found
     if "{" in text:
@@ -244,7 +244,7 @@ def _parse(text: str, min_tests: int) -> ParsedQuestion | None:
             sig_code = block
         elif fns and sol_code is None:
             sol_code = block
-    return _from_parts(_prose(text), sig_code, tests_code, sol_code, min_tests)
+    return _from_parts(_prose(text), sig_code, tests_code, sol_code, min_tests, allow_no_tests)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -280,8 +280,7 @@ def new_problem(q: ParsedQuestion, parent: Problem, level: str, cycle: int, k: i
 
 
 def render_generation_prompt(problem: Problem, level: str, template: str) -> str:
-    return template.format(prompt=problem.prompt.strip(), entry_point=problem.entry_point or "solution",
-                           tests=problem.tests.strip(), id=problem.id, level=level)
+    return render_question_prompt(problem, level, template)
 
 
 @dataclass
@@ -317,7 +316,7 @@ def ask_teacher(generator: TextGenerator, parents: Sequence[tuple[Problem, str]]
             for parent, gen in zip(batch, replies):
                 asked[level] += n
                 for k, text in enumerate(gen.texts[:n]):
-                    q = parse_reply(text, min_tests)
+                    q = parse_reply(text, min_tests, allow_no_tests=cfg.generated_tests > 0)
                     if q is None:
                         continue
                     parsed[level] += 1

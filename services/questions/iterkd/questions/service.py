@@ -38,6 +38,7 @@ from iterkd.questions.decontam import Decontaminator, build_decontaminator, mbpp
 from iterkd.questions.dedup import NearDuplicateIndex
 from iterkd.questions.generate import Candidate, ask_teacher
 from iterkd.questions.levels import assign_levels
+from iterkd.questions.testgen import fill_tests
 from iterkd.questions.validate import Executor, GrpcExecutor, validate
 from iterkd.shared.config import merge_overrides
 from iterkd.shared.errors import Unavailable, require
@@ -205,6 +206,12 @@ class QuestionServicer(questions_pb2_grpc.QuestionServiceServicer):
                     counts[lv]["parsed"] += parsed[lv]
                 rejected.extend({"id": None, "parent_id": None, "level": lv, "reason": "unparsed"}
                                 for lv in LEVELS for _ in range(asked[lv] - parsed[lv]))
+                if cfg.generation.generated_tests:
+                    candidates, untested = fill_tests(candidates, lambda: self._executor_factory(cfg),
+                                                      cfg.generation.generated_tests, cfg.validation.min_tests,
+                                                      cfg.validation.timeout_s, cfg.generation.seed + cycle)
+                    for c in untested:
+                        reject(c, "no tests")
             # a candidate whose id repeats (the same reply twice) is an exact duplicate
             seen_ids = {p.id for p in pool}
             unique: list[Candidate] = []

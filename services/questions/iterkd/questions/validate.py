@@ -34,6 +34,7 @@ class ExecOutcome:
     passed: bool
     result: str
     duration_s: float = 0.0
+    stdout: str = ""  # what the program printed (truncated by the sandbox); used by testgen
 
     @property
     def timed_out(self) -> bool:
@@ -70,7 +71,7 @@ class GrpcExecutor:
             if len(reply.results) != len(chunk):
                 raise Unavailable(f"feedback service at {self.target} returned {len(reply.results)} results "
                                   f"for {len(chunk)} programs")
-            out.extend(ExecOutcome(r.passed, r.result, r.duration_s) for r in reply.results)
+            out.extend(ExecOutcome(r.passed, r.result, r.duration_s, r.stdout) for r in reply.results)
         return out
 
     def close(self) -> None:

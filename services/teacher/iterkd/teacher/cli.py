@@ -58,7 +58,7 @@ def register_models(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``models`` command (with sub-command ``tiny``) to an argparse sub-parser set."""
     models = subparsers.add_parser("models", help="build local models", description="Build local models.")
     models.set_defaults(func=lambda _args: _usage(models))
-    sub = models.add_subparsers(dest="models_command", metavar="{tiny}")
+    sub = models.add_subparsers(dest="models_command", metavar="{tiny,miniature,sample}")
     tiny = sub.add_parser(
         "tiny",
         help="build a tiny Llama model + BPE tokenizer trained on the Python stdlib (offline)",
@@ -83,6 +83,9 @@ def register_models(subparsers: argparse._SubParsersAction) -> None:
         help="causal-LM training steps on the stdlib corpus so output looks code-ish (default: 0)",
     )
     tiny.set_defaults(func=_cmd_tiny)
+    from iterkd.teacher.miniature_cli import register_miniature
+
+    register_miniature(sub)
 
 
 def _non_negative_int(text: str) -> int:
