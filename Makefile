@@ -9,7 +9,7 @@ CONSTRAINTS ?= constraints.txt
 SERVICES := shared shared-torch services/feedback services/teacher[hf] services/trainer services/questions services/controller[kubernetes]
 DEV_TOOLS := pytest pytest-timeout psutil ruff import-linter grpcio-tools 'moto[server]' boto3 kubernetes kubernetes-validate helm-python-sdk
 
-.PHONY: install test lint protos bench demo clean check-protos images k8s
+.PHONY: install test lint protos bench demo clean check-protos experiment images k8s
 
 $(VENV)/.installed: $(CONSTRAINTS) shared/pyproject.toml shared-torch/pyproject.toml $(wildcard services/*/pyproject.toml)
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -61,6 +61,12 @@ images:
 k8s: install
 	$(PY) -m iterkd.controller.crd helm/iterkd/crds/distillationruns.iterkd.io.yaml
 	$(PY) -m tests.k8s.render --out k8s
+
+# The miniature experiment (docs/results.md): every arm at 3 seeds, or one with ARM=... SEED=...
+ARM ?=
+SEED ?=
+experiment: install
+	$(PY) examples/experiment.py $(if $(ARM),--arms $(ARM)) $(if $(SEED),--seeds $(SEED))
 
 clean:
 	rm -rf $(VENV) .pytest_cache

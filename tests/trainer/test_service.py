@@ -179,3 +179,30 @@ def test_a_missing_gpu_is_failed_precondition(tmp_path: Path, fast_cfg: dict[str
     finally:
         channel.close()
         server.stop(0)
+
+
+def test_a_cycle_where_no_answer_passed_keeps_the_student(served: tuple[Any, LocalStore]) -> None:
+    """Nothing to learn is not an error: the stage is done without training; its checkpoint is the
+    one it started from (none in a first cycle: the base model is served)."""
+    from iterkd.shared.formats import Verdict
+    from iterkd.shared.stages import MANIFEST, checkpoint_entry, read_manifest
+
+    stub, store = served
+    problems = [Problem(id="p0", prompt="def f(a, b):\n", entry_point="f", tests="")]
+    samples = [Sample(problem_id="p0", sample_id="p0#0", completion="    return a - b\n")]
+    verdicts = [Verdict(sample_id="p0#0", problem_id="p0", passed=False, result="failed: AssertionError")]
+    uris = {name: store.put_jsonl(f"none/{name}.jsonl", rows).uri
+            for name, rows in (("problems", problems), ("samples", samples), ("verdicts", verdicts))}
+    req = trainer_pb2.TrainRequest(run=common_pb2.RunCycle(run_id="none", cycle=1), problems_uri=uris["problems"],
+                                   samples_uri=uris["samples"], verdicts_uri=uris["verdicts"])
+    done = list(stub.Train(req))[-1]
+    assert done.state == "done" and "unchanged" in done.message and not done.checkpoint.uri
+    manifest = read_manifest(store, "runs/none/cycle-001/train")
+    assert manifest is not None and checkpoint_entry(manifest) is None and manifest.metrics["steps"] == 0
+    assert store.get_bytes(f"runs/none/cycle-001/train/{MANIFEST}")
+    solved = stub.Solve(common_pb2.SolveRequest(
+        run=common_pb2.RunCycle(run_id="none", cycle=1), problems_uri=uris["problems"],
+        samples_uri=store.uri("runs/none/cycle-001/student-solve/samples.jsonl"),
+        params=common_pb2.GenerationParams(n=1, max_new_tokens=4)))
+    assert solved.samples_written == 1
+    assert stub.Info(common_pb2.InfoRequest()).adapter == ""  # the base model answered

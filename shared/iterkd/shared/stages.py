@@ -87,7 +87,7 @@ CYCLE: tuple[Stage, ...] = (
           ("train_set.jsonl", "adapter", "model", "training_config.json", "metrics.json"),
           optional_outputs=("adapter", "model")),
     Stage("student-solve", "trainer", "Solve",
-          {"problems": POOL, "checkpoint": Input("train", "checkpoint")}, ("samples.jsonl",)),
+          {"problems": POOL, "checkpoint": Input("train", "checkpoint", optional=True)}, ("samples.jsonl",)),
     Stage("feedback", "feedback", "Evaluate",
           {"problems": POOL, "samples": Input("student-solve", "samples.jsonl")},
           ("verdicts.jsonl", "static.jsonl", "judge.jsonl", "feedback.jsonl"),

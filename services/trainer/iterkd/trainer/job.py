@@ -197,7 +197,30 @@ def training_examples(store: ArtifactStore, spec: TrainSpec) -> tuple[list[Train
     except ArtifactNotFound as exc:
         raise BadRequest(f"an input of the train stage is missing: {exc}") from None
     examples, counts = build_examples(problems, samples, verdicts, template=spec.cfg.prompts.solve_template)
-    return check_examples(examples, store.uri(keys["samples"]) + " (no answer passed its tests)"), counts
+    # No answer passed: nothing to learn this cycle (an empty list; run_training keeps the student).
+    return (check_examples(examples, store.uri(keys["samples"])) if examples else []), counts
+
+
+def keep_student(store: ArtifactStore, spec: TrainSpec, inputs: dict[str, InputEntry], counts: dict[str, int],
+                 emit: Emit) -> StageManifest:
+    """A cycle in which no teacher answer passed its tests: the stage is done without training, and
+    its checkpoint is the one it started from (the previous cycle's, recorded by reference), so the
+    next cycles continue from it; with none (cycle 1) the student stays the base model."""
+    with StageWriter(store, spec.prefix, "train", spec.run_id, spec.cycle, inputs=inputs, config=spec.config()) as w:
+        w.put_jsonl(TRAIN_SET, [])
+        entry = None
+        if spec.init_key is not None:
+            name = spec.init_key.rstrip("/").rpartition("/")[2]
+            entry = w.record(name if name in ("adapter", "model") else "adapter", spec.init_key,
+                             inputs["init"].sha256, 0)
+        w.metrics.update({"steps": 0.0, "total_steps": 0.0, **{f"data_{k}": float(v) for k, v in counts.items()}})
+        w.extra.update({"skipped": "no teacher answer passed its tests: the student is unchanged",
+                        "init_checkpoint": spec.init_key})
+    event(log, "train skipped: nothing passed", run=spec.run_id, cycle=spec.cycle, init=spec.init_key or "base")
+    emit(progress("done", step=0, total_steps=0, message="no answer passed its tests: the student is unchanged",
+                  checkpoint=common_pb2.ArtifactRef(uri=entry.uri, sha256=entry.sha256) if entry else None))
+    assert w.manifest is not None
+    return w.manifest
 
 
 def run_training(store: ArtifactStore, spec: TrainSpec, emit: Emit,
@@ -212,6 +235,8 @@ def run_training(store: ArtifactStore, spec: TrainSpec, emit: Emit,
     with tempfile.TemporaryDirectory(prefix="iterkd-train-", dir=workdir) as tmp_s:
         tmp = Path(tmp_s)
         examples, counts = training_examples(store, spec)
+        if not examples:
+            return keep_student(store, spec, inputs, counts, emit)
         init_dir = None
         if spec.init_key is not None:
             init_dir = store.get_dir(spec.init_key, tmp / "init")

@@ -174,9 +174,11 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
     # -- the served student ---------------------------------------------------------------------
     def _serve_manifest_checkpoint(self, manifest: Any) -> None:
         out = checkpoint_entry(manifest)
-        if out is None:
-            return
         current = self._student
+        if out is None:  # a train stage that learned nothing from the base model: the base is served
+            if current is None or current.checkpoint_key:
+                self._load(None)
+            return
         if current is not None and current.checkpoint_uri == out.uri:
             return
         try:
