@@ -118,7 +118,9 @@ def arm_run(arm: str, seed: int, s: dict[str, Any], teacher_n: int, pool_source:
             "teacher-solve": {"n": teacher_n, "temperature": 0.8, "max_new_tokens": 192},
             "train": {"config": train},
             "student-solve": {"n": s["student_n"], "temperature": 0.8, "max_new_tokens": 192},
-            "feedback": {"judge": arm != "iterkd-no-judge", "static": True},
+            # One-shot arms stop after one cycle: nothing uses their student's feedback, so the judge
+            # (the teacher) is not spent on it.
+            "feedback": {"judge": not one_shot and arm != "iterkd-no-judge", "static": not one_shot},
             "evolve": {"config": evolve},
             "evaluate": {"n": 1, "temperature": 0.0, "max_new_tokens": 192},
         },

@@ -1,0 +1,34 @@
+"""The miniature experiment's smoke version: every kind of arm runs through the real system
+(quick models, one seed, a small budget) and the budgets come out equal."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.timeout(1200)
+def test_the_experiment_runs_every_kind_of_arm_with_equal_budgets(tmp_path: Path) -> None:
+    env = {**os.environ, "ITERKD_HOME": str(tmp_path)}
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "examples" / "experiment.py"), "--quick", "--seeds", "0", "--workdir",
+         str(tmp_path / "w"), "--arms", "student-base,iterkd,one-shot"],
+        capture_output=True, text=True, env=env, timeout=1100)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = {r["arm"]: r for r in json.loads(proc.stdout.strip().splitlines()[-1])}
+    assert set(rows) == {"student-base", "iterkd", "one-shot"}
+    for r in rows.values():
+        assert all(0.0 <= x <= 1.0 for x in r["pass_at_1"]) and r["seeds"] == [0]
+    assert len(rows["iterkd"]["curve"]) == 2  # one held-out pass@1 per cycle
+    full, one = rows["iterkd"]["teacher_generations"], rows["one-shot"]["teacher_generations"]
+    assert full > 0 and full - 6 < one <= full  # the same teacher budget, to within one answer per question
+    runs = tmp_path / "w" / "store" / "runs"
+    assert (runs / "iterkd-s0" / "cycle-002" / "evaluate" / "_manifest.json").exists()
+    assert json.loads((runs / "one-shot-s0" / "run.json").read_text())["cycles"] == 1
