@@ -235,3 +235,29 @@ def test_light_services_start_without_torch() -> None:
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+LOCAL_DISTS = {"iterkd-shared": "shared", "iterkd-torchkit": "shared-torch"}
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_local_dependency_is_copied_and_installed(service: str) -> None:
+    """A service that depends on one of the repository's own distributions (iterkd-shared,
+    iterkd-torchkit, also through an extra the image installs) copies and installs its folder:
+    pip cannot find them in a registry."""
+    import tomllib
+
+    text = dockerfile(service).read_text()
+    project = tomllib.loads((ROOT / "services" / service / "pyproject.toml").read_text())["project"]
+    installs = [ln for ln in text.splitlines() if "pip install" in ln]
+    for line in installs:
+        extras = re.findall(rf"services/{service}\[([\w,]+)\]", line)
+        deps = list(project.get("dependencies", []))
+        for extra in (e for group in extras for e in group.split(",")):
+            deps += project.get("optional-dependencies", {}).get(extra, [])
+        for dep in deps:
+            name = re.split(r"[<>=\[ ;]", dep, maxsplit=1)[0]
+            if name in LOCAL_DISTS:
+                folder = LOCAL_DISTS[name]
+                assert f"COPY {folder} ./{folder}" in text, f"{service}: {name} needs COPY {folder}"
+                assert f"./{folder} " in line or line.endswith(f"./{folder}"), f"{service}: {line!r} lacks ./{folder}"
