@@ -4,7 +4,8 @@
 
     feedback:
       server: {port: 50053}
-      sandbox: {workers: 4, timeout_s: 3.0, max_timeout_s: 60.0, memory_mb: 1024}
+      sandbox: {workers: 4, timeout_s: 3.0, max_timeout_s: 60.0, memory_mb: 1024, disk_mb: 64,
+                compile_timeout_s: 10.0, compile_memory_mb: 2048, disabled_languages: []}
       static: {enabled: true, batch_size: 64, disable: [missing-module-docstring], ruff: false}
       judge:
         enabled: true
@@ -21,6 +22,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from iterkd.feedback.judge import DEFAULT_RUBRIC, DEFAULT_TEMPLATE, check_judge_template, rubric_max_score
+from iterkd.feedback.sandbox_worker.languages import LANGUAGES
 from iterkd.feedback.static import DEFAULT_DISABLE
 from iterkd.shared.config import FileConfig, Section, ServerConfig
 
@@ -37,6 +39,18 @@ class SandboxConfig(Section):
     output_bytes: int = Field(default=8192, ge=0)
     max_program_kb: int = Field(default=1024, ge=1)  # larger programs are refused (INVALID_ARGUMENT)
     max_batch: int = Field(default=1000, ge=1)  # items per ExecuteBatch
+    disk_mb: int = Field(default=64, ge=1)  # one private tmpfs per answer (its directory, /tmp, /dev/shm)
+    compile_timeout_s: float = Field(default=10.0, gt=0)  # wall clock per compile step
+    compile_memory_mb: int = Field(default=2048, ge=64)  # RLIMIT_AS of a compile step
+    disabled_languages: list[str] = Field(default_factory=list)  # answers in these fail: no toolchain
+
+    @field_validator("disabled_languages")
+    @classmethod
+    def _languages(cls, value: list[str]) -> list[str]:
+        unknown = [x for x in value if x not in LANGUAGES or x == "python"]
+        if unknown:
+            raise ValueError(f"{unknown}: only these languages can be disabled: {', '.join(LANGUAGES[1:])}")
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> SandboxConfig:

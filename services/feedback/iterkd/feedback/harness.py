@@ -25,7 +25,8 @@ from iterkd.shared.programs import MBPP_KNOWN_BROKEN, humaneval_program, mbpp_pr
 if TYPE_CHECKING:
     from iterkd.shared.formats import Problem
 
-__all__ = ["MBPP_KNOWN_BROKEN", "assemble", "humaneval_program", "mbpp_program", "program_for", "source_for"]
+__all__ = ["MBPP_KNOWN_BROKEN", "assemble", "humaneval_program", "mbpp_program", "program_bytes", "program_for",
+           "source_for"]
 
 _C_REPORT = r"""
 /* ---- iterkd harness: report over the sandbox's fd, never stdout ---- */
@@ -182,3 +183,10 @@ def program_for(problem: Problem, completion: str) -> str | Program:
             return mbpp_program(completion, problem.test_setup, problem.tests)
         raise ValueError(f"unknown harness {problem.harness!r} for problem {problem.id}")
     return assemble(problem.language, source_for(problem, completion), problem.tests, problem.test_setup)
+
+
+def program_bytes(program: str | Program) -> int:
+    """The size of a program as UTF-8 (every file of a multi-file one)."""
+    if isinstance(program, Program):
+        return sum(len(text.encode("utf-8", "replace")) for text in program.files.values())
+    return len(program.encode("utf-8", "replace"))

@@ -21,7 +21,9 @@ from iterkd.v1 import feedback_pb2, feedback_pb2_grpc
 
 def sandbox_limits(cfg: SandboxConfig) -> Limits:
     return Limits(timeout_s=cfg.timeout_s, memory_mb=cfg.memory_mb, file_size_mb=cfg.file_size_mb,
-                  max_procs=cfg.max_procs, output_bytes=cfg.output_bytes)
+                  max_procs=cfg.max_procs, output_bytes=cfg.output_bytes, disk_mb=cfg.disk_mb,
+                  compile_timeout_s=cfg.compile_timeout_s, compile_memory_mb=cfg.compile_memory_mb,
+                  disabled_languages=tuple(cfg.disabled_languages))
 
 
 def build_judge(cfg: JudgeConfig) -> tuple[Judge, Callable[[], Any]]:

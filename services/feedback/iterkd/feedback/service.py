@@ -24,9 +24,9 @@ import grpc
 
 from iterkd.feedback.aggregate import Weights, aggregate, summarize
 from iterkd.feedback.config import FeedbackConfig
-from iterkd.feedback.harness import program_for
+from iterkd.feedback.harness import program_bytes, program_for
 from iterkd.feedback.judge import Judge
-from iterkd.feedback.sandbox import ExecResult, SandboxPool
+from iterkd.feedback.sandbox import ExecResult, Program, SandboxPool
 from iterkd.feedback.static import StaticAnalyzer, StaticReport, static_code
 from iterkd.shared.formats import JudgeResult, Problem, Sample, StaticResult, Verdict, parse_record
 from iterkd.shared.log import event
@@ -66,7 +66,8 @@ def parse_problem_json(text: str, where: str = "problem_json") -> Problem:
     require(isinstance(obj, dict), f"{where}: expected a JSON object, got {type(obj).__name__}")
     if "task_id" in obj and "test" in obj and "id" not in obj:
         obj = {"id": str(obj["task_id"]), "prompt": obj.get("prompt"), "entry_point": obj.get("entry_point", ""),
-               "tests": obj["test"], "harness": "humaneval", "source": "humaneval"}
+               "tests": obj["test"], "harness": "humaneval", "source": "humaneval",
+               "language": obj.get("language", "python")}
     return parse_record(Problem, obj, where, None)  # DataError, answered as INVALID_ARGUMENT
 
 
@@ -103,22 +104,25 @@ class FeedbackServicer(feedback_pb2_grpc.FeedbackServiceServicer):
                 f"{where}timeout_s {timeout_s:g} is above the configured maximum {sb.max_timeout_s:g}")
         return timeout_s or sb.timeout_s
 
-    def _program(self, item: feedback_pb2.ExecuteRequest, where: str) -> tuple[str, float]:
+    def _program(self, item: feedback_pb2.ExecuteRequest, where: str) -> tuple[str | Program, float]:
         if item.program:
             require(not item.problem_json,
                     f"{where}give either program or problem_json + completion, not both")
-            program = item.program
+            program: str | Program = item.program
         else:
             require(bool(item.problem_json.strip()),
                     f"{where}empty program: give a program, or problem_json and completion")
             problem = parse_problem_json(item.problem_json, f"{where}problem_json")
-            program = program_for(problem, item.completion)
+            try:
+                program = program_for(problem, item.completion)
+            except ValueError as exc:  # an unknown language or harness
+                raise BadRequest(f"{where}problem_json: {exc}") from None
         limit = self.cfg.sandbox.max_program_kb * 1024
-        size = len(program.encode("utf-8", "replace"))
+        size = program_bytes(program)
         require(size <= limit, f"{where}program is {size} bytes, above the limit of {limit}")
         return program, self._timeout(item.timeout_s, where)
 
-    def _run_programs(self, programs: Sequence[str], timeouts: Sequence[float]) -> list[ExecResult]:
+    def _run_programs(self, programs: Sequence[str | Program], timeouts: Sequence[float]) -> list[ExecResult]:
         """run_many per distinct timeout, results back in input order."""
         results: list[ExecResult | None] = [None] * len(programs)
         for t in dict.fromkeys(timeouts):
