@@ -17,7 +17,7 @@ from iterkd.feedback.config import FeedbackConfig, SandboxConfig
 from iterkd.feedback.server import build_servicer, sandbox_limits
 from iterkd.questions.validate import GrpcExecutor, job
 from iterkd.shared.config import ServerConfig, parse_config
-from iterkd.shared.formats import Problem, Sample, Verdict
+from iterkd.shared.formats import Problem, Sample, StaticResult, Verdict
 from iterkd.shared.rpc import Server, Service, connect, service_name
 from iterkd.shared.store import LocalStore
 from iterkd.v1 import feedback_pb2, feedback_pb2_grpc
@@ -120,6 +120,35 @@ def test_evaluate_mixed_languages(env: dict[str, Any]) -> None:
     verdicts = store.get_jsonl("evals/multi/verdicts.jsonl", Verdict)
     assert [v.passed for v in verdicts] == [True, False] * len(problems)
     assert reply.metrics["pass@1"] == pytest.approx(0.5)
+
+
+def test_evaluate_static_view_in_every_language(env: dict[str, Any]) -> None:
+    store: LocalStore = env["store"]
+    problems = [problem(lang) for lang in LANGS]
+    warned = {"python": "def twice(x):\n    unused = 1\n    return 2 * x\n",
+              "c": "int twice(int x) {\n    int unused;\n    return 2 * x;\n}\n",
+              "cpp": "int twice(int x) {\n    int unused;\n    return 2 * x;\n}\n",
+              "java": "class Solution {\n    static int twice(int x) {\n"
+                      "        java.util.List l = new java.util.ArrayList<String>();\n"
+                      "        return 2 * x + l.size();\n    }\n}\n",
+              "javascript": "function twice(x) {\n  return 2 * x;\n}\n",
+              "go": "package main\n\nimport \"fmt\"\n\nfunc Twice(x int) int {\n\t_ = fmt.Sprintf(\"%d\", \"x\")\n"
+                    "\treturn 2 * x\n}\n"}
+    samples = [Sample(problem_id=p.id, sample_id=f"{p.id}#w", completion=warned[p.language]) for p in problems]
+    pu = store.put_jsonl("in/static-problems.jsonl", problems).uri
+    su = store.put_jsonl("in/static-samples.jsonl", samples).uri
+    env["stub"].Evaluate(feedback_pb2.EvaluateRequest(problems_uri=pu, samples_uri=su, output_prefix="evals/static",
+                                                      run_static=True))
+    rows = {r.sample_id.split("/")[1].split("#")[0]: r
+            for r in store.get_jsonl("evals/static/static.jsonl", StaticResult)}
+    assert set(rows) == set(LANGS)
+    tools = {lang: {m["tool"] for m in rows[lang].messages} for lang in LANGS}
+    expected_tool = {"python": "pylint", "c": "gcc", "cpp": "g++", "java": "javac", "go": "go vet"}
+    for lang in set(LANGS) - {"javascript"}:
+        assert tools[lang] == {expected_tool[lang]}, (lang, rows[lang].messages)
+        assert 0 < rows[lang].pylint_score < 10, (lang, rows[lang])
+    if "javascript" in rows:
+        assert rows["javascript"].pylint_score == 10.0 and rows["javascript"].messages == []
 
 
 def test_validation_runs_questions_in_their_language(env: dict[str, Any]) -> None:

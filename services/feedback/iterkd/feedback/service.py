@@ -28,6 +28,7 @@ from iterkd.feedback.harness import program_bytes, program_for
 from iterkd.feedback.judge import Judge
 from iterkd.feedback.sandbox import ExecResult, Program, SandboxPool
 from iterkd.feedback.static import StaticAnalyzer, StaticReport, static_code
+from iterkd.feedback.static_langs import CompiledStatic
 from iterkd.shared.formats import JudgeResult, Problem, Sample, StaticResult, Verdict, parse_record
 from iterkd.shared.log import event
 from iterkd.shared.rpc import BadRequest, Conflict, Unavailable, require
@@ -211,6 +212,23 @@ class FeedbackServicer(feedback_pb2_grpc.FeedbackServiceServicer):
                 return self._response(owned, cached=True)
             return self._evaluate(request, owned, problems_key, samples_key, ks, timeout)
 
+    def _static_reports(self, ex: ThreadPoolExecutor, languages: Sequence[str],
+                        codes: Sequence[str]) -> list[StaticReport | None]:
+        """pylint for Python answers, the compiler's warnings (in the sandbox, meanwhile) for the rest."""
+        assert self.analyzer is not None
+        reports: list[StaticReport | None] = [None] * len(codes)
+        others = [i for i, lang in enumerate(languages) if lang != "python"]
+        compiled = (ex.submit(CompiledStatic(self.pool).analyze, [(languages[i], codes[i]) for i in others],
+                              self.cfg.sandbox.compile_timeout_s) if others else None)
+        python = [i for i, lang in enumerate(languages) if lang == "python"]
+        if python:
+            for i, r in zip(python, self.analyzer.analyze([codes[i] for i in python], ruff=self.cfg.static.ruff)):
+                reports[i] = r
+        if compiled is not None:
+            for i, report in zip(others, compiled.result()):
+                reports[i] = report
+        return reports
+
     @staticmethod
     def _response(manifest: StageManifest, cached: bool = False) -> feedback_pb2.EvaluateResponse:
         refs = {}
@@ -243,7 +261,7 @@ class FeedbackServicer(feedback_pb2_grpc.FeedbackServiceServicer):
             raise BadRequest(str(exc)) from None
         codes = [static_code(problems[s.problem_id], s.completion) for s in samples]
 
-        with ThreadPoolExecutor(2, thread_name_prefix="evaluate") as ex:
+        with ThreadPoolExecutor(3, thread_name_prefix="evaluate") as ex:
             exec_future = ex.submit(self.pool.run_many, programs, timeout)
             judge_future = None
             if request.run_judge:
@@ -252,10 +270,11 @@ class FeedbackServicer(feedback_pb2_grpc.FeedbackServiceServicer):
             static_rows: list[StaticResult] | None = None
             notes: list[str] = []
             if request.run_static:
-                assert self.analyzer is not None
-                reports: list[StaticReport] = self.analyzer.analyze(codes, ruff=self.cfg.static.ruff)
-                static_rows = [r.to_record(s.sample_id) for r, s in zip(reports, samples)]
-                notes = sorted({n for r in reports for n in r.notes})
+                reports = self._static_reports(ex, [problems[s.problem_id].language for s in samples], codes)
+                static_rows = [r.to_record(s.sample_id) for r, s in zip(reports, samples) if r is not None]
+                notes = sorted({n for r in reports if r is not None for n in r.notes})
+                missing = sorted({problems[s.problem_id].language for r, s in zip(reports, samples) if r is None})
+                notes += [f"static view skipped for {lang}: no toolchain" for lang in missing]
             results = exec_future.result()
             judge_rows = judge_future.result() if judge_future is not None else None
 
