@@ -13,6 +13,7 @@
         max_new_tokens: 512
         temperature: 0.0
       weights: {pass_rate: 0.6, static: 0.1, judge: 0.3}
+      peers: ["iterkd-feedback-headless:50053"]   # replicas that share Evaluate's executions
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pydantic import Field, field_validator, model_validator
 
 from iterkd.feedback.judge import DEFAULT_RUBRIC, DEFAULT_TEMPLATE, check_judge_template, rubric_max_score
 from iterkd.feedback.sandbox_worker.languages import LANGUAGES
+from iterkd.feedback.shards import split_target
 from iterkd.feedback.static import DEFAULT_DISABLE
 from iterkd.shared.config import FileConfig, Section, ServerConfig
 
@@ -134,6 +136,17 @@ class FeedbackConfig(Section):
     judge: JudgeConfig = Field(default_factory=JudgeConfig)
     weights: WeightsConfig = Field(default_factory=WeightsConfig)
     default_k: list[int] = Field(default_factory=lambda: [1])
+    # Other replicas that take shares of Evaluate's executions: host:port each; a DNS name that
+    # resolves to every replica (a headless Service) may stand for all of them.
+    peers: list[str] = Field(default_factory=list)
+    peer_timeout_s: float = Field(default=600.0, gt=0)  # per ExecuteBatch call to a peer
+
+    @field_validator("peers")
+    @classmethod
+    def _peers(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            split_target(entry)  # ValueError names the entry
+        return value
 
     @field_validator("default_k")
     @classmethod

@@ -42,7 +42,7 @@ def build_judge(cfg: JudgeConfig) -> tuple[Judge, Callable[[], Any]]:
     return judge, close
 
 
-def build_servicer(cfg: FeedbackConfig, store: Any) -> FeedbackServicer:
+def build_servicer(cfg: FeedbackConfig, store: Any, self_port: int | None = None) -> FeedbackServicer:
     """Sandbox pool, static analyzer and judge as configured, wrapped in the servicer."""
     closers: list[Callable[[], Any]] = []
     judge = None
@@ -53,7 +53,7 @@ def build_servicer(cfg: FeedbackConfig, store: Any) -> FeedbackServicer:
     if cfg.static.enabled:
         analyzer = StaticAnalyzer(batch_size=cfg.static.batch_size, disable=cfg.static.disable, ruff=cfg.static.ruff)
     pool = SandboxPool(workers=cfg.sandbox.workers, limits=sandbox_limits(cfg.sandbox))
-    return FeedbackServicer(cfg, store, pool, analyzer, judge, closers)
+    return FeedbackServicer(cfg, store, pool, analyzer, judge, closers, self_port=self_port)
 
 
 def build_server(opts: ServeOptions) -> Server:
@@ -61,7 +61,8 @@ def build_server(opts: ServeOptions) -> Server:
     file_cfg = load_config(opts.config, FeedbackFileConfig)
     setup_logging(file_cfg.logging.level, file_cfg.logging.format)
     cfg = file_cfg.feedback
-    servicer = build_servicer(cfg, open_store(file_cfg.store))
+    server_cfg = opts.apply(cfg.server)
+    servicer = build_servicer(cfg, open_store(file_cfg.store), self_port=server_cfg.port or None)
     service = Service(feedback_pb2_grpc.add_FeedbackServiceServicer_to_server, servicer,
                       service_name(feedback_pb2, "FeedbackService"))
-    return Server([service], opts.apply(cfg.server))
+    return Server([service], server_cfg)

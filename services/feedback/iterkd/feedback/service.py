@@ -27,6 +27,7 @@ from iterkd.feedback.config import FeedbackConfig
 from iterkd.feedback.harness import program_bytes, program_for
 from iterkd.feedback.judge import Judge
 from iterkd.feedback.sandbox import ExecResult, Program, SandboxPool
+from iterkd.feedback.shards import Sharder
 from iterkd.feedback.static import StaticAnalyzer, StaticReport, static_code
 from iterkd.feedback.static_langs import CompiledStatic
 from iterkd.shared.formats import JudgeResult, Problem, Sample, StaticResult, Verdict, parse_record
@@ -77,7 +78,7 @@ class FeedbackServicer(feedback_pb2_grpc.FeedbackServiceServicer):
 
     def __init__(self, cfg: FeedbackConfig, store: ArtifactStore, pool: SandboxPool,
                  analyzer: StaticAnalyzer | None = None, judge: Judge | None = None,
-                 closers: Sequence[Callable[[], Any]] = ()) -> None:
+                 closers: Sequence[Callable[[], Any]] = (), self_port: int | None = None) -> None:
         self.cfg = cfg
         self.store = store
         self.pool = pool
@@ -85,6 +86,8 @@ class FeedbackServicer(feedback_pb2_grpc.FeedbackServiceServicer):
         self.judge = judge if cfg.judge.enabled else None
         self.weights = Weights(cfg.weights.pass_rate, cfg.weights.static, cfg.weights.judge)
         self._closers = list(closers)
+        self.sharder = Sharder(cfg.peers, self_port, cfg.sandbox.max_batch, cfg.peer_timeout_s)
+        self.last_shares: dict[str, int] = {}  # how many samples each replica ran in the last Evaluate
 
     def close(self) -> None:
         """Stop the sandbox workers and close the judge's connection (Server.stop calls this)."""
@@ -212,6 +215,23 @@ class FeedbackServicer(feedback_pb2_grpc.FeedbackServiceServicer):
                 return self._response(owned, cached=True)
             return self._evaluate(request, owned, problems_key, samples_key, ks, timeout)
 
+    def _execute(self, problems: Sequence[Problem], samples: Sequence[Sample], programs: Sequence[str | Program],
+                 timeout: float) -> list[ExecResult]:
+        """Every sample's verdict: here alone, or shared with the peers (``feedback.peers``)."""
+        if not self.cfg.peers:
+            return self.pool.run_many(programs, timeout)
+        records: dict[str, str] = {}
+        items = []
+        for p, s in zip(problems, samples):
+            if p.id not in records:
+                records[p.id] = p.model_dump_json()
+            items.append((records[p.id], s.completion))
+        results, shares = self.sharder.run(items, timeout,
+                                           lambda idx: self.pool.run_many([programs[i] for i in idx], timeout))
+        self.last_shares = shares
+        event(log, "evaluate shards", **{k.replace(".", "_").replace(":", "_"): v for k, v in shares.items()})
+        return results
+
     def _static_reports(self, ex: ThreadPoolExecutor, languages: Sequence[str],
                         codes: Sequence[str]) -> list[StaticReport | None]:
         """pylint for Python answers, the compiler's warnings (in the sandbox, meanwhile) for the rest."""
@@ -262,7 +282,8 @@ class FeedbackServicer(feedback_pb2_grpc.FeedbackServiceServicer):
         codes = [static_code(problems[s.problem_id], s.completion) for s in samples]
 
         with ThreadPoolExecutor(3, thread_name_prefix="evaluate") as ex:
-            exec_future = ex.submit(self.pool.run_many, programs, timeout)
+            exec_future = ex.submit(self._execute, [problems[s.problem_id] for s in samples], samples, programs,
+                                    timeout)
             judge_future = None
             if request.run_judge:
                 items = [(problems[s.problem_id].prompt, code) for s, code in zip(samples, codes)]
