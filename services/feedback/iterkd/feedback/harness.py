@@ -25,7 +25,8 @@ from iterkd.shared.programs import MBPP_KNOWN_BROKEN, humaneval_program, mbpp_pr
 if TYPE_CHECKING:
     from iterkd.shared.formats import Problem
 
-__all__ = ["MBPP_KNOWN_BROKEN", "assemble", "humaneval_program", "mbpp_program", "program_for", "source_for"]
+__all__ = ["MBPP_KNOWN_BROKEN", "assemble", "humaneval_program", "java_without_public", "mbpp_program",
+           "program_bytes", "program_for", "source_for"]
 
 _C_REPORT = r"""
 /* ---- iterkd harness: report over the sandbox's fd, never stdout ---- */
@@ -147,6 +148,11 @@ def source_for(problem: Problem, completion: str) -> str:
     raise ValueError(f"unknown harness {problem.harness!r} for problem {problem.id}")
 
 
+def java_without_public(code: str) -> str:
+    """Top-level types made package-private, so that they fit in one file of another name."""
+    return _JAVA_PUBLIC.sub(r"\1\2", code)
+
+
 def assemble(language: str, code: str, tests: str, test_setup: str = "") -> Program:
     """The files that judge ``code`` with ``tests`` in ``language`` (not Python)."""
     if language in ("c", "cpp"):
@@ -155,7 +161,7 @@ def assemble(language: str, code: str, tests: str, test_setup: str = "") -> Prog
         return Program(language, {name: f"{code}\n{_C_REPORT}\n{test_setup}\n{tests}\n{_C_ENTRY}"})
     if language == "java":
         imports = _JAVA_IMPORT.findall(code) + _JAVA_IMPORT.findall(tests) + _JAVA_IMPORT.findall(test_setup)
-        body = "\n".join(_JAVA_PUBLIC.sub(r"\1\2", _JAVA_IMPORT.sub("", part)) for part in (code, test_setup, tests))
+        body = "\n".join(java_without_public(_JAVA_IMPORT.sub("", part)) for part in (code, test_setup, tests))
         head = "\n".join(dict.fromkeys(i.strip() for i in imports))
         return Program("java", {"Iterkd.java": f"{head}\n{body}\n{_JAVA_ENTRY}"})
     if language == "javascript":
@@ -182,3 +188,10 @@ def program_for(problem: Problem, completion: str) -> str | Program:
             return mbpp_program(completion, problem.test_setup, problem.tests)
         raise ValueError(f"unknown harness {problem.harness!r} for problem {problem.id}")
     return assemble(problem.language, source_for(problem, completion), problem.tests, problem.test_setup)
+
+
+def program_bytes(program: str | Program) -> int:
+    """The size of a program as UTF-8 (every file of a multi-file one)."""
+    if isinstance(program, Program):
+        return sum(len(text.encode("utf-8", "replace")) for text in program.files.values())
+    return len(program.encode("utf-8", "replace"))

@@ -19,7 +19,9 @@ from iterkd.v1 import feedback_pb2, feedback_pb2_grpc
 
 def sandbox_limits(cfg: SandboxConfig) -> Limits:
     return Limits(timeout_s=cfg.timeout_s, memory_mb=cfg.memory_mb, file_size_mb=cfg.file_size_mb,
-                  max_procs=cfg.max_procs, output_bytes=cfg.output_bytes)
+                  max_procs=cfg.max_procs, output_bytes=cfg.output_bytes, disk_mb=cfg.disk_mb,
+                  compile_timeout_s=cfg.compile_timeout_s, compile_memory_mb=cfg.compile_memory_mb,
+                  disabled_languages=tuple(cfg.disabled_languages))
 
 
 def build_judge(cfg: JudgeConfig) -> tuple[Judge, Callable[[], Any]]:
@@ -38,7 +40,7 @@ def build_judge(cfg: JudgeConfig) -> tuple[Judge, Callable[[], Any]]:
     return judge, close
 
 
-def build_servicer(cfg: FeedbackConfig, store: Any) -> FeedbackServicer:
+def build_servicer(cfg: FeedbackConfig, store: Any, self_port: int | None = None) -> FeedbackServicer:
     """Sandbox pool, static analyzer and judge as configured, wrapped in the servicer."""
     closers: list[Callable[[], Any]] = []
     judge = None
@@ -49,11 +51,13 @@ def build_servicer(cfg: FeedbackConfig, store: Any) -> FeedbackServicer:
     if cfg.static.enabled:
         analyzer = StaticAnalyzer(batch_size=cfg.static.batch_size, disable=cfg.static.disable, ruff=cfg.static.ruff)
     pool = SandboxPool(workers=cfg.sandbox.workers, limits=sandbox_limits(cfg.sandbox))
-    return FeedbackServicer(cfg, store, pool, analyzer, judge, closers)
+    return FeedbackServicer(cfg, store, pool, analyzer, judge, closers, self_port=self_port)
 
 
 def build_server(opts: ServeOptions) -> Server:
     """The entry point of ``iterkd serve feedback`` (group ``iterkd.services``); unstarted."""
-    return serve.build_server(opts, FeedbackFileConfig, "feedback", build_servicer,
-                              feedback_pb2_grpc.add_FeedbackServiceServicer_to_server, feedback_pb2,
-                              "FeedbackService")
+    # The server's own port: the shard dealer leaves this replica out of its peers.
+    return serve.build_server(
+        opts, FeedbackFileConfig, "feedback",
+        lambda cfg, store: build_servicer(cfg, store, self_port=opts.apply(cfg.server).port or None),
+        feedback_pb2_grpc.add_FeedbackServiceServicer_to_server, feedback_pb2, "FeedbackService")

