@@ -95,3 +95,14 @@ def test_a_run_can_start_on_the_miniature_world(tmp_path: Path) -> None:
         assert "run.pool.source: unknown miniature split 'nope'" in str(exc)
     else:
         raise AssertionError("an unknown split must be refused")
+
+
+def test_seed_pools_in_every_language() -> None:
+    from iterkd.controller.config import ProblemSet
+    from iterkd.controller.inputs import LANGUAGES, load_problem_set
+
+    everything = load_problem_set(ProblemSet(source="seed:all"), "run.pool")
+    assert {p.language for p in everything} == set(LANGUAGES)
+    go = load_problem_set(ProblemSet(source="seed:go"), "run.pool")
+    assert go and {p.language for p in go} == {"go"}
+    assert {p.language for p in load_problem_set(ProblemSet(source="seed"), "run.pool")} == {"python"}

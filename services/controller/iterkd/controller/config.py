@@ -80,7 +80,8 @@ class Stages(Section):
 
 
 class ProblemSet(Section):
-    """Where a problem set comes from: ``seed`` (the built-in seed questions), ``humaneval``,
+    """Where a problem set comes from: ``seed`` (the built-in Python seed questions; ``seed:all``
+    adds the ones in C, C++, Java, JavaScript and Go, ``seed:go`` takes one language), ``humaneval``,
     ``mbpp`` (its test split, from ``$ITERKD_MBPP``), ``miniature:SPLIT`` (the miniature world),
     or a path to a problems file (JSON Lines or a JSON array; relative to the config file)."""
 

@@ -16,6 +16,8 @@ from iterkd.shared.config import ConfigError
 from iterkd.shared.formats import Problem, load_humaneval, load_mbpp, read_problems
 
 SEED_FILE = Path(iterkd.shared.__file__).parent / "data" / "seed.jsonl"
+SEED_LANGUAGES_FILE = SEED_FILE.with_name("seed-languages.jsonl")
+LANGUAGES = ("python", "c", "cpp", "java", "javascript", "go")
 
 
 def _spread(problems: list[Problem], limit: int | None) -> list[Problem]:
@@ -31,6 +33,13 @@ def load_problem_set(ps: ProblemSet, field: str, base_dir: Path | None = None) -
     source = ps.source
     if source == "seed":
         problems = read_problems(SEED_FILE)
+    elif source.startswith("seed:"):  # seed:all (every language) or seed:LANGUAGE
+        which = source.split(":", 1)[1]
+        if which not in ("all", *LANGUAGES):
+            raise ConfigError(f"{field}.source: {source!r}: use seed:all or seed:LANGUAGE ({', '.join(LANGUAGES)})")
+        problems = [*read_problems(SEED_FILE), *read_problems(SEED_LANGUAGES_FILE)]
+        if which != "all":
+            problems = [p for p in problems if p.language == which]
     elif source == "humaneval":
         problems = load_humaneval()
     elif source == "mbpp":
@@ -50,7 +59,8 @@ def load_problem_set(ps: ProblemSet, field: str, base_dir: Path | None = None) -
         if not path.is_absolute() and base_dir is not None:
             path = base_dir / path
         if not path.exists():
-            raise ConfigError(f"{field}.source: no such file {path} (or use seed, humaneval, mbpp, miniature:SPLIT)")
+            raise ConfigError(f"{field}.source: no such file {path} (or use seed, seed:all, seed:LANGUAGE, humaneval, "
+                              "mbpp, miniature:SPLIT)")
         problems = read_problems(path)
     if not problems:
         raise ConfigError(f"{field}.source: {source} has no problems")
