@@ -18,7 +18,7 @@ CONTROLLER_RULES = {
     ("", "pods/log"): {"get"},
     ("", "events"): {"create", "patch"},
     ("events.k8s.io", "events"): {"create", "patch"},
-    ("iterkd.io", "distillationruns"): {"get", "list", "watch", "patch", "update"},
+    ("iterkd.io", "distillationruns"): {"get", "list", "watch", "create", "patch", "update"},
     ("iterkd.io", "distillationruns/status"): {"get", "list", "watch", "patch", "update"},
     ("iterkd.io", "distillationruns/finalizers"): {"get", "list", "watch", "patch", "update"},
     ("coordination.k8s.io", "leases"): {"create", "get", "update"},

@@ -144,9 +144,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.resume and args.run_id:
         raise UsageError("give either --run-id (a new run) or --resume RUN (an existing one)")
     cfg, raw, store = _store(args)
-    if cfg.controller.executor != "local":
-        raise UsageError(f"{args.config}: controller.executor is {cfg.controller.executor!r}; `iterkd run` drives "
-                         "local runs (in a cluster, apply a DistillationRun or call the controller's StartRun)")
+    if cfg.controller.executor == "kubernetes":
+        return _submit_to_cluster(args, cfg)
     workdir = _workdir(cfg)
     runs = RunStore(store)
     base_dir = Path(args.config).resolve().parent if args.config else None
@@ -178,6 +177,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     report = write_report(store, final, workdir / "reports" / run_id, tiny_models=args.config is None)
     print(report, flush=True)
     return 0 if final.state == "succeeded" else 1
+
+
+def _submit_to_cluster(args: argparse.Namespace, cfg: ControllerFileConfig) -> int:
+    """With the kubernetes executor, `iterkd run` creates the run's DistillationRun (your kubeconfig,
+    or the pod's service account) and the controller in the cluster drives it."""
+    from iterkd.controller.executors.kubernetes import api_client
+    from iterkd.controller.operator import create_run_object
+    from iterkd.controller.orchestrator import new_run_id
+    from iterkd.shared.stages import check_run_id
+
+    if args.resume or args.from_stage:
+        raise UsageError("--resume/--from-stage act on a local run; in a cluster the controller resumes a "
+                         "DistillationRun by itself (delete and re-apply it to start over)")
+    run_id = check_run_id(args.run_id or new_run_id())
+    ns = cfg.controller.kubernetes.namespace
+    create_run_object(api_client(), ns, run_id, cfg.run.model_dump(mode="json", by_alias=True, exclude_unset=True))
+    print(run_id)
+    print(f"DistillationRun {run_id} created in namespace {ns}; follow it with:\n"
+          f"  kubectl -n {ns} get ikdrun {run_id} -o wide\n"
+          f"  kubectl -n {ns} get jobs -l iterkd.io/run={run_id} -L iterkd.io/cycle,iterkd.io/stage")
+    return 0
 
 
 def register_run(sub: Any) -> None:
