@@ -215,9 +215,9 @@ def embedded_config(questions: int | None = 24, cycles: int = 2, workdir: str | 
             "stages": {
                 # Tiny random models write no working code: the pool's reference solutions are
                 # verified beside the teacher's answers so the student has correct answers to learn.
-                "teacher-solve": {"n": 2, "temperature": 0.8, "max_new_tokens": 160, "include_references": True},
-                "student-solve": {"n": 2, "temperature": 0.8, "max_new_tokens": 160},
-                "evaluate": {"max_new_tokens": 128},
+                "teacher-solve": {"n": 2, "temperature": 0.8, "max_new_tokens": 128, "include_references": True},
+                "student-solve": {"n": 2, "temperature": 0.8, "max_new_tokens": 128},
+                "evaluate": {"max_new_tokens": 96},
             },
         },
     }
