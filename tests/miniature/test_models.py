@@ -32,7 +32,7 @@ def _digest(folder: Path) -> dict[str, str]:
 
 
 def test_quick_build_loads_generates_and_is_deterministic(quick: Path, tmp_path: Path) -> None:
-    from iterkd.shared.hf_generate import HFGenerator
+    from iterkd.torchkit.hf_generate import HFGenerator
     from iterkd.shared.inference import SamplingParams
 
     meta = json.loads((quick / miniature.METADATA_FILE).read_text())

