@@ -130,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--skip-real", action="store_true", help="only the no-work part")
+    parser.add_argument("--pools", default="50,100,200", help="pool sizes of the real cycles")
     args = parser.parse_args(argv)
     cycles = 3 if args.quick else 10
     result: dict[str, Any] = {}
@@ -151,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             models = {"teacher": build_tiny_model(Path(tmp) / "teacher", preset="small", seed=0),
                       "student": build_tiny_model(Path(tmp) / "student", preset="small", seed=1)}
             result["real"] = []
-            for pool in ([8] if args.quick else [50, 100, 200]):
+            for pool in ([8] if args.quick else [int(x) for x in args.pools.split(",")]):
                 r = real_cycle(pool, models, Path(tmp) / f"pool{pool}")
                 result["real"].append(r)
                 print(f"pool {pool:>3}: one cycle {r['wall_s']:.0f} s wall; stages {r['stages_s']}; dominant "
