@@ -153,7 +153,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     # Validate everything before the services start (minutes): a bad run fails in a second.
     placeholder = Orchestrator(store, LocalExecutor(store, {}))
     if args.resume:
+        from iterkd.controller.orchestrator import controller_alive
+
         record = runs.load(args.resume)
+        if record.state == "running" and controller_alive(store, record.run_id):
+            raise Conflict(f"run {record.run_id} is being driven by another controller right now (its heartbeat "
+                           "is fresh); cancel it or wait for it to end")
         if args.from_stage:
             placeholder.rerun_from(record.run_id, parse_step(args.from_stage, args.cycle, record))
     else:
