@@ -140,16 +140,25 @@ _WARM_IMPORTS = ("math", "re", "string", "collections", "itertools", "functools"
                  "os", "json", "datetime", "array")
 
 
-def _run_pylint_child(args: list[str], result: str) -> None:
-    """In a forked child of the warm process: one pylint run, its raw result written to ``result``."""
+def _run_pylint_child(args: list[str], result: str, linter: Any = None) -> None:
+    """In a forked child of the warm process: one pylint run, its raw result written to ``result``.
+
+    ``linter``: the warm process's configured, never-used PyLinter (built with the same options);
+    then ``args`` are only the files, checked the way ``Run`` does (``check``, ``generate_reports``)
+    without building and configuring a linter again (~20 ms per run)."""
     from pylint.lint import Run
     from pylint.reporters import JSON2Reporter
 
     out = io.StringIO()
     try:
-        run = Run(args, reporter=JSON2Reporter(out), exit=False)
+        if linter is None:
+            linter = Run(args, reporter=JSON2Reporter(out), exit=False).linter
+        else:
+            linter.set_reporter(JSON2Reporter(out))
+            linter.check(args)
+            linter.generate_reports()
         payload: dict[str, Any] = {"json": out.getvalue(),
-                                   "by_module": {n: dict(s) for n, s in run.linter.stats.by_module.items()}}
+                                   "by_module": {n: dict(s) for n, s in linter.stats.by_module.items()}}
     except SystemExit as exc:  # bad options make pylint exit
         payload = {"error": f"pylint exited with status {exc.code}"}
     except Exception as exc:  # reported to the parent, which isolates the answer
@@ -158,6 +167,18 @@ def _run_pylint_child(args: list[str], result: str) -> None:
     with open(tmp, "w", encoding="utf-8") as fh:
         json.dump(payload, fh)
     os.replace(tmp, result)
+
+
+def _fresh_linter(files: list[str]) -> Any:
+    """A PyLinter configured exactly as ``Run(files + flags)`` configures it, that has checked nothing."""
+    from unittest import mock
+
+    from pylint.lint import PyLinter, Run
+    from pylint.reporters import JSON2Reporter
+
+    with mock.patch.object(PyLinter, "check", lambda self, files: None), \
+            mock.patch.object(PyLinter, "generate_reports", lambda self, verbose=False: None):
+        return Run(files, reporter=JSON2Reporter(io.StringIO()), exit=False).linter
 
 
 def _warm_process(recv: Any, send: Any, disable: list[str], jobs: int) -> None:
@@ -177,6 +198,7 @@ def _warm_process(recv: Any, send: Any, disable: list[str], jobs: int) -> None:
         rc.write_text("", encoding="utf-8")
         result = str(Path(tmp) / "warm.json")
         _run_pylint_child([str(warm), f"--rcfile={rc}", *_pylint_flags(disable)], result)
+        linter = _fresh_linter([str(warm), f"--rcfile={rc}", *_pylint_flags(disable)])
     from astroid import MANAGER
 
     MANAGER.astroid_cache.pop("iterkd_warm_up", None)
@@ -193,10 +215,11 @@ def _warm_process(recv: Any, send: Any, disable: list[str], jobs: int) -> None:
             return
         if request is None:
             return
-        send.send(_fork_batches(request, jobs))
+        send.send(_fork_batches(request, jobs, linter))
 
 
-def _fork_batches(batches: list[tuple[list[str], str]], jobs: int) -> list[dict[str, Any]]:
+def _fork_batches(batches: list[tuple[list[str], str]], jobs: int, linter: Any) -> list[dict[str, Any]]:
+    """Each batch (its files, its result path) checked in a child of this process, ``jobs`` at a time."""
     results: list[dict[str, Any]] = [{} for _ in batches]
     pending = list(range(len(batches)))
     running: dict[int, int] = {}
@@ -208,7 +231,7 @@ def _fork_batches(batches: list[tuple[list[str], str]], jobs: int) -> list[dict[
             if pid == 0:  # the child: never returns into the parent's loop
                 status = 1
                 try:
-                    _run_pylint_child(args, result)
+                    _run_pylint_child(args, result, linter)
                     status = 0
                 finally:
                     os._exit(status)
@@ -319,13 +342,12 @@ class StaticAnalyzer:
                     statements[files[name]], notes=["pylint crashed"])}
         return out
 
-    def _args(self, folder: Path, names: list[str]) -> tuple[list[str], str]:
-        rcfile = folder / "empty.pylintrc"
-        rcfile.write_text("", encoding="utf-8")
+    @staticmethod
+    def _args(folder: Path, names: list[str]) -> tuple[list[str], str]:
+        """The files of one pylint run (options: the warm process's linter) and its result path."""
         result = folder / f"result-{names[0]}-{len(names)}.json"
         result.unlink(missing_ok=True)
-        return [*(str(folder / f"{n}.py") for n in names), f"--rcfile={rcfile}",
-                *_pylint_flags(self.disable)], str(result)
+        return [str(folder / f"{n}.py") for n in names], str(result)
 
     def _request(self, batches: list[tuple[list[str], str]]) -> list[dict[str, Any]]:
         if not batches:
