@@ -366,13 +366,14 @@ class StaticAnalyzer:
 
     def _connection(self) -> Any:
         if not self._warm:
-            # A fresh interpreter (never a fork of this, possibly threaded, process), talking over two pipes.
+            # A fresh interpreter (never a fork of this, possibly threaded, process), talking over two pipes;
+            # -P: the current directory is not put on its sys.path (where astroid resolves imports).
             from multiprocessing.connection import Connection
 
             from_parent, to_child = os.pipe()  # (read end, write end)
             from_child, to_parent = os.pipe()
             proc = subprocess.Popen(
-                [sys.executable, "-m", "iterkd.feedback.static", str(from_parent), str(to_parent),
+                [sys.executable, "-P", "-m", "iterkd.feedback.static", str(from_parent), str(to_parent),
                  json.dumps({"disable": self.disable, "jobs": self.jobs})],
                 pass_fds=(from_parent, to_parent), stdin=subprocess.DEVNULL)
             os.close(from_parent)
