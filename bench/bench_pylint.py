@@ -56,7 +56,7 @@ def subprocess_scores(codes: list[str], disable: list[str]) -> tuple[list[float]
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="40 answers in-process, 5 by subprocess")
-    parser.add_argument("--answers", type=int, default=200)
+    parser.add_argument("--answers", type=int, default=400)
     parser.add_argument("--subprocess-answers", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--jobs", type=int, default=None, help="pylint runs at a time (default: cores)")
