@@ -106,3 +106,29 @@ def test_seed_pools_in_every_language() -> None:
     go = load_problem_set(ProblemSet(source="seed:go"), "run.pool")
     assert go and {p.language for p in go} == {"go"}
     assert {p.language for p in load_problem_set(ProblemSet(source="seed"), "run.pool")} == {"python"}
+
+
+def test_a_dead_controller_on_this_host_is_known_at_once(tmp_path: Path) -> None:
+    """--resume and cancel ask whether a controller drives a run: a fresh heartbeat of a process that
+    no longer exists (a kill -9) does not count; one of a live process does."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from iterkd.controller.orchestrator import controller_alive
+
+    store = LocalStore(tmp_path)
+    key = RunStore.key("r", "controller.json")
+    assert not controller_alive(store, "r")  # no heartbeat
+    store.put_json(key, {"host": socket.gethostname(), "pid": os.getpid(), "t": time.time()})
+    assert controller_alive(store, "r")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    store.put_json(key, {"host": socket.gethostname(), "pid": dead.pid, "t": time.time()})
+    assert not controller_alive(store, "r")
+    store.put_json(key, {"host": "elsewhere", "pid": dead.pid, "t": time.time()})
+    assert controller_alive(store, "r")  # another host's controller: its heartbeat decides
+    store.put_json(key, {"host": "elsewhere", "pid": 1, "t": time.time() - 60})
+    assert not controller_alive(store, "r")

@@ -31,8 +31,23 @@ def pool() -> Iterator[SandboxPool]:
         os.environ.pop("SECRET_TOKEN", None)
 
 
-# Answers get a private /tmp, /var/tmp and /dev/shm: a place both sides see lies elsewhere.
-SHARED_ROOT = Path(__file__).resolve().parents[2]
+# Answers get a private /tmp, /var/tmp, /dev/shm and /run/lock, and /root is hidden from them: a
+# place both sides see lies elsewhere. The checkout, unless it sits in one of those (a clone under
+# /tmp, say); then a folder under /var/lib.
+_PRIVATE_TO_ANSWERS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/root")
+
+
+def _shared_root() -> Path:
+    repo = Path(__file__).resolve().parents[2]
+    if not any(str(repo) == p or str(repo).startswith(p + "/") for p in _PRIVATE_TO_ANSWERS):
+        return repo
+    fallback = Path("/var/lib/iterkd-tests")
+    fallback.mkdir(parents=True, exist_ok=True)
+    fallback.chmod(0o755)
+    return fallback
+
+
+SHARED_ROOT = _shared_root()
 
 
 @pytest.fixture
