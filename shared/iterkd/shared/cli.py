@@ -49,6 +49,17 @@ class ServeOptions:
         return server.model_copy(update=updates)
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1, or a usage error naming the value."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text!r}")
+    return value
+
+
 def _serve(args: argparse.Namespace) -> int:
     services = {ep.name: ep for ep in entry_points(group=SERVICES_GROUP)}
     if args.name not in services:

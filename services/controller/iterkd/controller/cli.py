@@ -75,7 +75,7 @@ def _add_config(p: argparse.ArgumentParser) -> None:
 class _Display:
     """One line per finished stage, a progress bar for the current one (rich)."""
 
-    def __init__(self, total: int) -> None:
+    def __init__(self) -> None:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -84,7 +84,6 @@ class _Display:
                                  MofNCompleteColumn(), TextColumn("{task.fields[note]}"), TimeElapsedColumn(),
                                  console=self.console, transient=True)
         self.task: Any = None
-        self.total = total
 
     def __enter__(self) -> _Display:
         self.progress.start()
@@ -168,7 +167,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     log_path = workdir / "logs" / f"controller-{run_id}.log"
     _log_to_file(cfg, log_path)
 
-    display = _Display(record.total)
+    display = _Display()
     with display:
         display.console.print(f"[dim]starting services (logs in {workdir / 'logs'})[/]")
         with LocalServices(raw, workdir, cfg.controller.services) as services:

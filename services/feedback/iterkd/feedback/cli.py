@@ -26,6 +26,7 @@ from typing import Any
 from iterkd.feedback.harness import program_for
 from iterkd.feedback.passk import count_results, mean_pass_at_k
 from iterkd.feedback.sandbox_worker.languages import LANGUAGES
+from iterkd.shared.cli import positive_int
 from iterkd.shared.programs import mbpp_path_from_env
 
 PROG = "iterkd eval"
@@ -55,16 +56,6 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text!r}")
-    return value
-
-
 def register_eval(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``eval`` subcommand (entry point group ``iterkd.commands``)."""
     p = subparsers.add_parser(
@@ -78,7 +69,7 @@ def register_eval(subparsers: argparse._SubParsersAction) -> None:
                    help="humaneval, mbpp (file from $ITERKD_MBPP), or a problems file")
     p.add_argument("--out", required=True, metavar="RESULTS.jsonl", help="where to write one verdict per sample")
     p.add_argument("--k", type=_k_list, default=[1], metavar="1,10", help="pass@k values to report (default 1)")
-    p.add_argument("--workers", type=_positive_int, default=None, help="sandbox workers (default: CPU count)")
+    p.add_argument("--workers", type=positive_int, default=None, help="sandbox workers (default: CPU count)")
     p.add_argument("--timeout", type=_positive_float, default=3.0, help="seconds per sample (default 3)")
     p.set_defaults(func=run_eval)
 

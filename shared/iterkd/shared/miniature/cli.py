@@ -11,6 +11,7 @@ import json
 import sys
 from collections import Counter
 
+from iterkd.shared.cli import positive_int
 from iterkd.shared.formats import write_jsonl
 
 
@@ -22,16 +23,6 @@ def _depths(text: str) -> list[int]:
     if not values or any(not 1 <= v <= 3 for v in values):  # depth 4 exists, but enumerating it is slow
         raise argparse.ArgumentTypeError(f"depths must lie in 1..3, got {text!r}")
     return values
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -66,10 +57,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Write N problems of a split (primitives: single operations; seed, validation, heldout: "
                     "compositions, disjoint by composition) as problem JSON Lines. Deterministic for --seed.")
     export.add_argument("--split", required=True, choices=["primitives", "seed", "validation", "heldout"])
-    export.add_argument("--n", type=_positive, required=True, help="number of problems")
+    export.add_argument("--n", type=positive_int, required=True, help="number of problems")
     export.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     export.add_argument("--depth", type=_depths, default=[2, 3],
                         help="composition depths, comma-separated (default 2,3; primitives are depth 1)")
-    export.add_argument("--tests", type=_positive, default=5, help="asserts per problem (default 5)")
+    export.add_argument("--tests", type=positive_int, default=5, help="asserts per problem (default 5)")
     export.add_argument("--out", required=True, help="output file (written atomically)")
     export.set_defaults(func=_cmd_export)

@@ -4,7 +4,6 @@ services on 127.0.0.1 (started by :mod:`iterkd.controller.services`, or given as
 from __future__ import annotations
 
 import threading
-from typing import Any
 
 from iterkd.controller.config import RunConfig
 from iterkd.controller.executors.base import Executor, Handle, StageStatus
@@ -69,6 +68,3 @@ class LocalExecutor(Executor):
 
     def close(self) -> None:
         self.clients.close()
-
-    def describe(self) -> dict[str, Any]:
-        return {"executor": self.name, "services": self.clients.targets}
