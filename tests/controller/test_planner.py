@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from iterkd.controller.config import RunConfig
 from iterkd.controller.executors.local import LocalExecutor
 from iterkd.controller.orchestrator import Orchestrator
@@ -89,12 +91,14 @@ def test_a_run_can_start_on_the_miniature_world(tmp_path: Path) -> None:
     assert all(p.id.startswith("mini/seed/") and p.canonical_solution for p in pool)
     held = load_problem_set(ProblemSet(source="miniature:heldout", limit=5), "run.eval")
     assert not {p.id.split("/")[2] for p in held} & {p.id.split("/")[2] for p in pool}
-    try:
-        load_problem_set(ProblemSet(source="miniature:nope"), "run.pool")
-    except ConfigError as exc:
-        assert "run.pool.source: unknown miniature split 'nope'" in str(exc)
-    else:
-        raise AssertionError("an unknown split must be refused")
+    two = load_problem_set(ProblemSet(source="miniature:heldout:2", limit=6), "run.eval")
+    assert {p.level for p in two} == {"depth-2"} and {p.level for p in held} == {"depth-2", "depth-3"}
+    for source, message in (("miniature:nope", "run.pool.source: unknown miniature split 'nope'"),
+                            ("miniature:seed:4", "expected miniature:SPLIT or miniature:SPLIT:DEPTHS"),
+                            ("miniature:seed:x", "expected miniature:SPLIT or miniature:SPLIT:DEPTHS")):
+        with pytest.raises(ConfigError) as err:
+            load_problem_set(ProblemSet(source=source), "run.pool")
+        assert message in str(err.value)
 
 
 def test_seed_pools_in_every_language() -> None:

@@ -82,8 +82,9 @@ class Stages(Section):
 class ProblemSet(Section):
     """Where a problem set comes from: ``seed`` (the built-in Python seed questions; ``seed:all``
     adds the ones in C, C++, Java, JavaScript and Go, ``seed:go`` takes one language), ``humaneval``,
-    ``mbpp`` (its test split, from ``$ITERKD_MBPP``), ``miniature:SPLIT`` (the miniature world),
-    or a path to a problems file (JSON Lines or a JSON array; relative to the config file)."""
+    ``mbpp`` (its test split, from ``$ITERKD_MBPP``), ``miniature:SPLIT[:DEPTHS]`` (the miniature world,
+    depths 2,3 unless given, e.g. ``miniature:heldout:2``), or a path to a problems file (JSON Lines
+    or a JSON array; relative to the config file)."""
 
     source: str = "seed"
     limit: int | None = Field(default=None, ge=1, description="use the first N problems (evenly spread)")

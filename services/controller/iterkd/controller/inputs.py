@@ -50,10 +50,17 @@ def load_problem_set(ps: ProblemSet, field: str, base_dir: Path | None = None) -
     elif source.startswith("miniature:"):
         from iterkd.shared.miniature.world import SPLITS, export_split
 
-        split = source.split(":", 1)[1]
+        _, split, *rest = source.split(":")
         if split not in SPLITS:
             raise ConfigError(f"{field}.source: unknown miniature split {split!r}; splits: {', '.join(SPLITS)}")
-        return export_split(split, ps.limit or 100, seed=ps.seed)
+        try:
+            depths = tuple(int(d) for d in rest[0].split(",")) if rest else (2, 3)
+        except ValueError:
+            depths = ()
+        if len(rest) > 1 or not depths or not all(1 <= d <= 3 for d in depths):
+            raise ConfigError(f"{field}.source: {source!r}: expected miniature:SPLIT or miniature:SPLIT:DEPTHS "
+                              "with depths in 1..3, such as miniature:heldout:2")
+        return export_split(split, ps.limit or 100, seed=ps.seed, depths=depths)
     else:
         path = Path(source).expanduser()
         if not path.is_absolute() and base_dir is not None:
