@@ -95,8 +95,9 @@ PRESETS: dict[str, MiniaturePreset] = {
         student=_shape(128, 256, 2, 4),
         # Small batches, many steps: 180 x 12 learned the answer format but not the mapping from
         # words to code (pass@1 0.00); 600 x 4 on the student reaches 0.65 on the primitives.
-        teacher_train=TrainSpec(steps=900, batch_size=4, lr=3e-3, question_fraction=0.2),
-        student_train=TrainSpec(steps=600, batch_size=4, lr=3e-3, depths=(1,), split_weights=(("primitives", 1.0),)),
+        teacher_train=TrainSpec(steps=1200, batch_size=8, lr=3e-3, question_fraction=0.15,
+                                split_weights=(("primitives", 0.25), ("seed:2", 0.65), ("seed:3", 0.10))),
+        student_train=TrainSpec(steps=1200, batch_size=4, lr=3e-3, depths=(1,), split_weights=(("primitives", 1.0),)),
         corpus_tasks=3000,
     ),
     "quick": MiniaturePreset(
@@ -180,9 +181,16 @@ def question_example(parent: world.Task, level: str, rng: random.Random) -> Exam
     return Example(f"question:{level}", prompt, question_reply(child), child.chain, parent.chain)
 
 
+def _stream(name: str, spec: TrainSpec, seed: int) -> Iterator[world.Task]:
+    """``split`` (depths from ``spec.depths``) or ``split:depth`` (one depth)."""
+    split, _, depth = name.partition(":")
+    depths = (1,) if split == "primitives" else (int(depth),) if depth else spec.depths
+    return world.iter_tasks(split, seed, depths)
+
+
 def _tasks(spec: TrainSpec, seed: int) -> Iterator[world.Task]:
     rng = random.Random(f"miniature-train:{seed}")
-    streams = {s: world.iter_tasks(s, seed, spec.depths if s != "primitives" else (1,)) for s, _ in spec.split_weights}
+    streams = {s: _stream(s, spec, seed) for s, _ in spec.split_weights}
     names = [s for s, _ in spec.split_weights]
     weights = [w for _, w in spec.split_weights]
     while True:
@@ -261,6 +269,7 @@ def train(model: LlamaForCausalLM, tokenizer: Any, spec: TrainSpec, seed: int,
     sched = torch.optim.lr_scheduler.LambdaLR(optim, lr_at)
     model.train()
     tokens = 0
+    started = time.perf_counter()
     loss_value = float("nan")
     limit = model.config.max_position_embeddings
     for step in range(spec.steps):
@@ -283,7 +292,9 @@ def train(model: LlamaForCausalLM, tokenizer: Any, spec: TrainSpec, seed: int,
         tokens += int(mask.sum())
         loss_value = float(out.loss.detach())
         if log is not None and (step % 50 == 0 or step == spec.steps - 1):
-            log(f"step {step + 1}/{spec.steps} loss {loss_value:.4f}")
+            spent = time.perf_counter() - started
+            log(f"step {step + 1}/{spec.steps} loss {loss_value:.4f} "
+                f"({spent:.0f}s, {tokens / max(spent, 1e-9):.0f} tokens/s)")
     model.eval()
     return {"final_loss": loss_value, "train_tokens": float(tokens), "examples": float(len(exs))}
 
@@ -312,6 +323,8 @@ def build_miniature(out_dir: str | Path, preset: str = "full", seed: int = 0, ov
     try:
         tokenizer = train_tokenizer(spec, seed, tmp)
         (tmp / "corpus.txt").unlink()
+        if log is not None:
+            log(f"tokenizer: {len(tokenizer)} tokens ({time.perf_counter() - started:.0f}s)")
         eos = tokenizer.convert_tokens_to_ids(EOS_TOKEN)
         summary: dict[str, Any] = {"preset": preset, "seed": seed, "vocab_size": len(tokenizer),
                                    "solve_template": DEFAULT_SOLVE_TEMPLATE, "use_chat_template": True,

@@ -22,7 +22,7 @@ def _cmd_miniature(args: argparse.Namespace) -> int:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    log = (lambda m: print(m, file=sys.stderr, flush=True)) if args.verbose else None
+    log = None if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     try:
         out = build_miniature(args.out, preset=args.preset, seed=args.seed, overwrite=args.overwrite, log=log)
     except (FileExistsError, ValueError) as exc:
@@ -67,7 +67,7 @@ def register_miniature(sub: argparse._SubParsersAction) -> None:
     mini.add_argument("--preset", default="full", help="full (minutes) | quick (seconds, for tests)")
     mini.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     mini.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --out")
-    mini.add_argument("--verbose", action="store_true", help="log training progress on stderr")
+    mini.add_argument("--quiet", action="store_true", help="no training progress on stderr")
     mini.set_defaults(func=_cmd_miniature)
     sample = sub.add_parser(
         "sample", help="answer a problem file with a local model (samples for iterkd eval)",
