@@ -1,15 +1,16 @@
 """Measure the miniature world's models (built by ``iterkd models miniature --out DIR``).
 
-1. pass@1 (greedy) of the teacher and of the student base on N held-out problems and on the 43
-   primitives: answers generated with ``iterkd models sample`` (the services' prompt, chat
-   wrapping and code extraction), scored by ``iterkd eval`` (the feedback sandbox).
+1. pass@1 (greedy) of the teacher and of the student base on N held-out problems, on N fresh
+   instances of seed compositions (what a run's pool asks) and on the 43 primitives: answers
+   generated with ``iterkd models sample`` (the services' prompt, chat wrapping and code
+   extraction), scored by ``iterkd eval`` (the feedback sandbox).
 2. A question-writing trial through the real services: a feedback server and a teacher server
    (``hf`` backend on the built teacher) on loopback, and the question service's Evolve logic on
    a pool of seed problems, a third per level; it reports the per-level counts (asked, parsed,
    valid, duplicate, contaminated, kept) and the rejection reasons. Decontamination runs against
    HumanEval and the held-out problems.
 
-    .venv/bin/python examples/miniature_check.py DIR [--heldout 100] [--parents 30] [--out REPORT.json]
+    .venv/bin/python examples/miniature_check.py DIR [--heldout 100] [--depth 2,3] [--parents 30] [--out REPORT.json]
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("models", type=Path)
     ap.add_argument("--heldout", type=int, default=100)
+    ap.add_argument("--depth", default="2,3", help="composition depths of the held-out and seed problems")
     ap.add_argument("--parents", type=int, default=30)
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
@@ -94,12 +96,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         files = {}
-        for split, n in (("heldout", args.heldout), ("primitives", 43)):
+        for split, n in (("heldout", args.heldout), ("seed", args.heldout), ("primitives", 43)):
             files[split] = work / f"{split}.jsonl"
             run([str(BIN / "iterkd"), "world", "export", "--split", split, "--n", str(n), "--seed", "0",
-                 "--out", str(files[split])])
+                 "--depth", args.depth, "--out", str(files[split])])
         for role in ("teacher", "student"):
-            for split in ("heldout", "primitives"):
+            for split in files:
                 report[f"{role}.{split}"] = pass_at_1(args.models / role, files[split], work, f"{role}-{split}")
                 print(role, split, report[f"{role}.{split}"], flush=True)
         if args.parents:
