@@ -157,8 +157,9 @@ class Worker:
         random.seed()  # the answer starts from fresh randomness, as after os.fork()
         # Whatever the child would do in Python, done here once: each object the child touches
         # costs it a copy-on-write page fault. The worker itself has no use for these settings.
-        os.environ["HOME"] = cwd
-        os.environ["TMPDIR"] = cwd
+        if os.environ.get("HOME") != cwd:  # the same directory for every answer with a private tmp
+            os.environ["HOME"] = cwd
+            os.environ["TMPDIR"] = cwd
         cpu = self.cfg.get("cpu_s") or (int(timeout + 0.999) + 1)
         plan = Plan(code, cwd, out, err, res_w, rfd, b"P" + token,
                     [(resource.RLIMIT_CPU, (cpu, cpu)), *self.iso.limits])
