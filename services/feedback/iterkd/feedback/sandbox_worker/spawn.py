@@ -6,9 +6,10 @@
   killing the init (or its exit) makes the kernel kill everything left in the namespace.
 * Without either: the runner is forked directly.
 
-With a private tmp, the answer inherits the worker's mount namespace, in which the answer's
-tmpfs (size-limited) covers /tmp, /var/tmp, /dev/shm and /run/lock (see :mod:`.scratch`); the
-answer's directory is /tmp/answer.
+With a private tmp (``Plan.private``), the runner first enters a mount namespace of its own in
+which the answer's tmpfs (mounted by the worker, size-limited) covers /tmp, /var/tmp, /dev/shm
+and /run/lock; the answer's directory is /tmp/answer. Everything it writes goes to that one tmpfs
+and is gone once the worker unmounts it and the answer's processes are dead.
 
 Python programs run in the runner itself (``exec`` of a code object the worker compiled). Other
 languages run as steps (compile, then run), each a child of the runner, which supervises them
@@ -59,6 +60,7 @@ class Plan:
     rfd: int  # the report pipe's fd number in the answer (random)
     ok: bytes  # b"P" + the token the Python runner writes on success
     limits: list[Limit]
+    private: str | None = None  # the answer's tmpfs in the worker's namespace, or None
     steps: list[Step] = field(default_factory=list)
 
 
@@ -154,6 +156,16 @@ def _encode(status: int) -> int:
     return code if 0 <= code < 128 else 128 + min(-code, 127)
 
 
+def enter_private(private: str, covered: tuple[str, ...]) -> None:
+    """Own mount namespace; the answer's tmpfs covers every shared writable place (/tmp last)."""
+    k.unshare(k.CLONE_NEWNS)
+    tmp, shm = f"{private}/tmp", f"{private}/shm"
+    for place in covered:
+        if place != "/tmp":
+            k.mount(shm if place == "/dev/shm" else tmp, place, None, k.MS_BIND)
+    k.mount(tmp, "/tmp", None, k.MS_BIND)  # last: the answer's tmpfs itself lies under the host's /tmp
+
+
 def drop_privileges(iso: Isolation) -> None:
     if iso.run_uid is not None:
         os.setgroups([])
@@ -183,6 +195,8 @@ def runner(iso: Isolation, plan: Plan, devnull: int) -> None:
         report = plan.rfd
         os.closerange(3, plan.rfd)
         os.closerange(plan.rfd + 1, 65536)
+        if plan.private is not None:
+            enter_private(plan.private, iso.covered)
         os.chdir(plan.cwd)
         if plan.code is None:
             k.set_pdeathsig_kill()
