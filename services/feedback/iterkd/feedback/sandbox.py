@@ -184,10 +184,7 @@ class _Worker:
         ours, theirs = socket.socketpair()
         config = asdict(limits) | {"preload": list(PRELOAD)}
         launch = [sys.executable, "-I", "-c", sandbox_worker.LAUNCH, sandbox_worker.PACKAGE_PARENT]
-        # LD_BIND_NOW: every symbol of the interpreter and the preloaded extensions is bound at
-        # start, not lazily in each answer (a first call writes the GOT: a copy-on-write fault per
-        # answer and page). The worker clears its environment; the answers never see it.
-        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LD_BIND_NOW": "1"}
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
         try:
             self.proc = subprocess.Popen(
                 [*launch, str(theirs.fileno()), json.dumps(config)],
