@@ -27,6 +27,8 @@ ANSWER_DIR = "/tmp/answer"  # the answer's directory, as it sees it, with a priv
 
 
 class Scratch:
+    """The worker's handle on the answers' tmpfs: build, check after each answer, replace, tear down."""
+
     def __init__(self, base: str, covered: tuple[str, ...], uid: int, disk_mb: int) -> None:
         os.mkdir(os.path.join(base, "slot"), 0o700)
         # The slot lies under the host's /tmp, which the binds cover: reach it through a descriptor.
