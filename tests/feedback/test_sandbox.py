@@ -422,3 +422,34 @@ def test_private_tmp_and_shm_are_bounded_and_gone(pool: SandboxPool) -> None:
         assert r.passed, r
     assert shutil.disk_usage("/dev/shm").used <= before["/dev/shm"] + (1 << 20)
     assert leftovers(pool) == []
+
+
+def test_no_trace_of_an_answer_in_the_next_ones_tmp(pool: SandboxPool) -> None:
+    """The tmpfs is kept between answers only when the last one changed nothing observable in it."""
+    if not pool.info.get("private_tmp"):
+        pytest.skip("no private tmpfs per answer here (needs a mount namespace)")
+    fresh = pool.run("import os\nfor p in ('.', '/tmp', '/dev/shm'):\n"
+                     "    st = os.stat(p)\n    print(p, oct(st.st_mode), st.st_mtime_ns, os.listxattr(p))")
+    assert fresh.passed, fresh
+    leave = """
+        import os
+        os.chmod(".", 0o755)
+        os.utime("/tmp", ns=(1, 1))
+        open("/dev/shm/gone", "w").close()
+        os.remove("/dev/shm/gone")
+        try:
+            os.setxattr(".", "user.mark", b"1")
+        except OSError:
+            pass  # no user xattrs on this tmpfs
+    """
+    check = """
+        import os
+        assert oct(os.stat(".").st_mode) == "0o40700", oct(os.stat(".").st_mode)
+        assert os.listxattr(".") == [], os.listxattr(".")
+        assert os.stat("/tmp").st_mtime_ns != 1
+        assert os.listdir("/tmp") == ["answer"] and os.listdir("/dev/shm") == []
+    """
+    for _ in range(3):  # both workers, whichever ran the answer that left the traces
+        r = pool.run(textwrap.dedent(leave))
+        assert r.passed, r
+        assert all(r.passed for r in pool.run_many([textwrap.dedent(check)] * 4)), r

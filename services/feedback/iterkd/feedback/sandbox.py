@@ -15,6 +15,12 @@ processes), as one process: whatever it leaves behind is reparented to the worke
 uid before the next answer starts. Without root, it runs in a fresh PID namespace (inside the
 worker's user namespace) when the OS allows.
 
+Where the worker has a mount namespace, each answer's directory lies in a private, size-limited
+tmpfs that also covers /tmp, /var/tmp, /dev/shm and /run/lock (``disk_mb`` in all). As root it is
+one tmpfs per worker, bound over those places in the worker's own namespace and replaced by a fresh
+one after any answer that left an observable trace in it (``sandbox_worker.scratch``); without
+root, a tmpfs and a mount namespace per answer.
+
 The pool talks to each worker over a socketpair with length-prefixed JSON messages (see
 ``sandbox_worker``). ``run`` takes an idle worker from a queue; ``run_many`` takes the idle workers
 and keeps ``PIPELINE`` programs queued at each, from the calling thread; both are thread-safe. A

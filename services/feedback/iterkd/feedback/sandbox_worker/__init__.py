@@ -8,6 +8,7 @@ modules, so it needs nothing from the caller's ``sys.path``. Modules by job:
 * :mod:`.protocol` - the pool <-> worker wire protocol
 * :mod:`.isolation` - one-time setup: namespaces, run uid, environment, limits
 * :mod:`.languages` - the toolchains of the six languages
+* :mod:`.scratch` - as root, the answers' private /tmp: one tmpfs, kept while answers leave no trace
 * :mod:`.spawn` - the per-answer plan record, the clone and the runner/supervisor
 * :mod:`.reap` - killing and reaping what an answer left behind
 * :mod:`.verdict` - the verdict from the exit status and the report pipe

@@ -15,6 +15,7 @@ MS_RDONLY = 1
 MS_NOSUID = 2
 MS_NODEV = 4
 MS_REMOUNT = 32
+MS_NOATIME = 1024
 MS_BIND = 4096
 MS_REC = 16384
 MS_PRIVATE = 1 << 18
@@ -30,6 +31,7 @@ libc = ctypes.CDLL(None, use_errno=True)
 _pylibc = ctypes.PyDLL(None, use_errno=True)
 SYS_CLONE = {"x86_64": 56, "aarch64": 220}.get(os.uname().machine)
 SIGKILL_UL = ctypes.c_ulong(signal.SIGKILL)
+_CLONE_ARGS = (ctypes.c_long(SYS_CLONE or 0), ctypes.c_ulong(signal.SIGCHLD), None, None, None, None)
 ZERO_UL = ctypes.c_ulong(0)
 
 
@@ -41,8 +43,11 @@ def raw_clone(flags: int = 0) -> int:
     """
     if SYS_CLONE is None:
         return os.fork()
-    pid = _pylibc.syscall(ctypes.c_long(SYS_CLONE), ctypes.c_ulong(flags | signal.SIGCHLD),
-                          None, None, None, None)
+    if flags:
+        pid = _pylibc.syscall(ctypes.c_long(SYS_CLONE), ctypes.c_ulong(flags | signal.SIGCHLD),
+                              None, None, None, None)
+    else:  # the per-answer case: no ctypes objects to build (each would be written after the fork)
+        pid = _pylibc.syscall(*_CLONE_ARGS)
     if pid < 0:
         err = ctypes.get_errno()
         raise OSError(err, f"clone: {os.strerror(err)}")

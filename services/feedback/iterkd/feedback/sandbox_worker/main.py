@@ -6,6 +6,7 @@ import _signal
 import collections
 import gc
 import json
+import linecache  # noqa: F401  (warnings.formatwarning imports it late, once /tmp is covered)
 import os
 import random
 import resource
@@ -23,13 +24,12 @@ from . import reap
 from .isolation import Isolation, setup, stdlib_only_sys_path
 from .languages import Toolchain, find_toolchains
 from .protocol import Inbox, send_msg
+from .scratch import ANSWER_DIR, MB, Scratch
 from .spawn import Plan, Step, spawn
 from .verdict import TOKEN_LEN, failure, verdict
 
 # Programs up to this size are compiled in the worker, before the fork (see Worker.prepare).
 COMPILE_IN_WORKER_CHARS = 64 * 1024
-ANSWER_DIR = "/tmp/answer"  # the answer's directory, as it sees it, with a private tmp
-MB = 1024 * 1024
 
 
 class Worker:
@@ -42,10 +42,14 @@ class Worker:
         self.pending: collections.deque[dict] = collections.deque()
         self.devnull = os.open(os.devnull, os.O_RDONLY)
         self.toolchains: dict[str, Toolchain] = {}
+        self.scratch: Scratch | None = None
 
     def setup(self) -> None:
         self.iso = setup(self.cfg, stdlib_only_sys_path())
         self.toolchains = find_toolchains(tuple(self.cfg.get("disabled_languages", ())))
+        if self.iso.private_tmp and self.iso.run_uid is not None:
+            # Nothing of an answer outlives it (the sweep by uid): one tmpfs, kept while clean.
+            self.scratch = Scratch(self.iso.base, self.iso.covered, self.iso.run_uid, int(self.cfg["disk_mb"]))
 
     @property
     def info(self) -> dict:
@@ -108,6 +112,8 @@ class Worker:
     def _directory(self) -> tuple[str, str, str | None]:
         """A fresh directory for one answer: (path here, path the answer sees, private tmpfs root)."""
         assert self.iso is not None
+        if self.scratch is not None:  # the shared tmpfs, bound over /tmp: fresh (see Scratch.renew)
+            return ANSWER_DIR, ANSWER_DIR, None
         self.runs += 1
         uid = self.iso.run_uid
         if not self.iso.private_tmp:
@@ -131,6 +137,9 @@ class Worker:
         return f"{tmp}/tmp/answer", ANSWER_DIR, tmp
 
     def _remove(self, here: str, private: str | None) -> None:
+        if self.scratch is not None:
+            self.scratch.renew()
+            return
         if private is not None:
             k.umount(private)  # the tmpfs and everything in it; the mount point stays for the next
             return
@@ -164,8 +173,9 @@ class Worker:
         random.seed()  # the answer starts from fresh randomness, as after os.fork()
         # Whatever the child would do in Python, done here once: each object the child touches
         # costs it a copy-on-write page fault. The worker itself has no use for these settings.
-        os.environ["HOME"] = cwd
-        os.environ["TMPDIR"] = cwd
+        if os.environ.get("HOME") != cwd:  # the same directory for every answer with a shared tmpfs
+            os.environ["HOME"] = cwd
+            os.environ["TMPDIR"] = cwd
         cpu = self.cfg.get("cpu_s") or (int(timeout + 0.999) + 1)
         plan = Plan(code, cwd, out, err, res_w, rfd, b"P" + token,
                     [(resource.RLIMIT_CPU, (cpu, cpu)), *self.iso.limits], private)
@@ -203,9 +213,10 @@ class Worker:
             os.fchown(res_w, uid, uid)
         rfd = random.randint(64, 1000)
         token = os.urandom(TOKEN_LEN)
+        private_tmp = private is not None or self.scratch is not None
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": cwd,
-               "TMPDIR": "/tmp" if private else cwd, **dict(chain.env)}
-        if not private:
+               "TMPDIR": "/tmp" if private_tmp else cwd, **dict(chain.env)}
+        if not private_tmp:
             env["GOCACHE"] = f"{cwd}/.gocache"
         compile_s = float(self.cfg.get("compile_timeout_s", 10.0))
         compile_limits = self._limits(int(self.cfg.get("compile_memory_mb", 2048)), int(compile_s) + 1)
@@ -316,6 +327,8 @@ def main() -> None:
         worker.setup()
         worker.serve()
     finally:
+        if worker.scratch is not None:
+            worker.scratch.teardown()  # uncovers the host's /tmp, where base lies
         base = worker.iso.base if worker.iso else None
         if base:
             for entry in os.listdir(base):
