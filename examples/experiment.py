@@ -48,17 +48,20 @@ ARMS = ("student-base", "teacher", "one-shot", "one-shot-random-questions", "ite
 CYCLED = ("iterkd", "iterkd-no-contrastive", "iterkd-no-feedback-update", "iterkd-no-judge")
 
 # The one set of hyperparameters every arm uses (chosen once, on the validation split).
-SETTINGS = {
-    "pool": 24,            # seed questions (miniature seed split)
-    "heldout": 60,         # held-out problems (whole compositions never seen)
-    "cycles": 3,
-    "teacher_n": 4,        # answers per question per cycle (cycled arms)
-    "student_n": 2,
-    "steps_per_cycle": 30,
+SETTINGS: dict[str, Any] = {
+    "depth": "2",          # composition depth of the seed pool and of the evaluation set
+    "pool": 256,           # seed questions (miniature seed split)
+    "heldout": 100,        # evaluation problems (whole compositions never seen)
+    "cycles": 2,
+    "teacher_n": 2,        # answers per question per cycle (cycled arms)
+    "student_n": 1,
+    "steps_per_cycle": 120,
     "batch_size": 8,
     "lr": 3e-3,
     "lambda": 0.5,
+    "pool_cap": 256,       # the evolved pool's size limit (questions service)
 }
+VALIDATION_SAMPLES = 1  # fresh teacher answers per new question (besides the one written with it)
 QUICK = {**SETTINGS, "pool": 6, "heldout": 8, "cycles": 2, "teacher_n": 2, "student_n": 1, "steps_per_cycle": 3}
 
 
@@ -70,8 +73,8 @@ def home() -> Path:
     return Path(os.environ.get("ITERKD_HOME") or Path.home() / ".iterkd").expanduser()
 
 
-def build_models(root: Path, quick: bool) -> dict[str, Path]:
-    out = root / "models"
+def build_models(root: Path, quick: bool, models: Path | None = None) -> dict[str, Path]:
+    out = models or root / "models"
     if not (out / "teacher" / "config.json").exists() or not (out / "student" / "config.json").exists():
         log(f"building the miniature world's models in {out}")
         cmd = [IKD, "models", "miniature", "--out", str(out), "--seed", "0"] + (["--preset", "quick"] if quick else [])
@@ -79,25 +82,28 @@ def build_models(root: Path, quick: bool) -> dict[str, Path]:
     return {"teacher": out / "teacher", "student": out / "student"}
 
 
-def services_config(root: Path, models: dict[str, Path], heldout_file: Path) -> dict[str, Any]:
+def services_config(root: Path, models: dict[str, Path], heldout_file: Path, s: dict[str, Any]) -> dict[str, Any]:
     return {
         "store": {"backend": "local", "root": str(root / "store")},
         "logging": {"level": "INFO", "format": "json"},
-        "teacher": {"backend": "hf", "model": str(models["teacher"]), "micro_batch_size": 16,
+        "teacher": {"backend": "hf", "model": str(models["teacher"]), "micro_batch_size": 16, "max_n": 256,
                     "prompts": {"use_chat_template": True}},
         "trainer": {"base_model": str(models["student"]), "device": "cpu", "prompts": {"use_chat_template": True},
                     "lora": {"enabled": False},
-                    "optim": {"lr": SETTINGS["lr"], "batch_size": SETTINGS["batch_size"], "max_length": 512,
+                    "optim": {"lr": s["lr"], "batch_size": s["batch_size"], "max_length": 512,
                               "save_every_steps": 50}},
         "feedback": {"sandbox": {"timeout_s": 3.0},
-                     "judge": {"enabled": True, "max_new_tokens": 48}},
+                     "judge": {"enabled": True, "max_new_tokens": 32}},
         "questions": {"generation": {"per_question": {"mastered": 1, "learning": 1, "struggling": 1},
-                                     "max_new_tokens": 256, "samples_per_question": 2, "solve_max_new_tokens": 192},
+                                     "max_new_tokens": 256, "samples_per_question": VALIDATION_SAMPLES,
+                                     "solve_max_new_tokens": 192},
+                      "pool": {"max_size": s["pool_cap"]},
                       "decontamination": {"extra_sets": [str(heldout_file)]}},
     }
 
 
-def arm_run(arm: str, seed: int, s: dict[str, Any], teacher_n: int, pool_source: str) -> dict[str, Any]:
+def arm_run(arm: str, seed: int, s: dict[str, Any], teacher_n: int, pool_source: str,
+            eval_split: str = "heldout") -> dict[str, Any]:
     """The `run` section of one arm (everything else is shared)."""
     one_shot = arm.startswith("one-shot")
     train: dict[str, Any] = {"optim": {"max_steps": s["steps_per_cycle"] * (s["cycles"] if one_shot else 1),
@@ -113,7 +119,7 @@ def arm_run(arm: str, seed: int, s: dict[str, Any], teacher_n: int, pool_source:
         "seed": seed,
         "pool": {"source": pool_source, "limit": s["pool"], "seed": seed} if pool_source.startswith("miniature")
         else {"source": pool_source},
-        "eval": {"source": "miniature:heldout", "limit": s["heldout"], "seed": 10_000},
+        "eval": {"source": f"miniature:{eval_split}:{s['depth']}", "limit": s["heldout"], "seed": 10_000},
         "stages": {
             "teacher-solve": {"n": teacher_n, "temperature": 0.8, "max_new_tokens": 192},
             "train": {"config": train},
@@ -164,7 +170,8 @@ def budget(run_dir: Path, run: dict[str, Any]) -> dict[str, float]:
         ev = _manifest(cyc / "evolve")
         for st in ev["extra"].get("stats", []):
             teacher += int(st["asked"])
-        per = int(((run["stages"]["evolve"]["config"] or {}).get("generation") or {}).get("samples_per_question", 2))
+        per = int(((run["stages"]["evolve"]["config"] or {}).get("generation") or {}).get("samples_per_question",
+                                                                                          VALIDATION_SAMPLES))
         teacher += per * sum(int(st["parsed"]) for st in ev["extra"].get("stats", []))  # validation answers
         fb = _manifest(cyc / "feedback")
         if run["stages"]["feedback"]["judge"]:
@@ -253,6 +260,38 @@ def plot(rows: list[dict[str, Any]], out: Path) -> None:
     plt.close(fig)
 
 
+BEGIN, END = "<!-- results:begin (written by examples/experiment.py) -->", "<!-- results:end -->"
+
+
+def results_block(table: list[dict[str, Any]], s: dict[str, Any]) -> str:
+    """The measured part of docs/results.md: settings, the table, the curves."""
+    lines = [BEGIN, "", "| arm | held-out pass@1 (mean ± std) | per seed | teacher generations | "
+             "student train tokens | wall (s, all seeds) |", "|---|---|---|---|---|---|"]
+    for r in table:
+        per = ", ".join(f"{x:.2f}" for x in r["pass_at_1"])
+        lines.append(f"| `{r['arm']}` | {r['mean']:.3f} ± {r['std']:.3f} | {per} | {r['teacher_generations']:.0f} | "
+                     f"{r['student_train_tokens']:.0f} | {r['wall_s']:.0f} |")
+    lines += ["", "Held-out pass@1 per cycle (mean over seeds):", ""]
+    for r in table:
+        if len(r.get("curve", [])) > 1:
+            lines.append(f"- `{r['arm']}`: " + " → ".join(f"{x:.3f}" for x in r["curve"]))
+    lines += ["", "Settings (every arm): " + ", ".join(f"`{k}={v}`" for k, v in s.items()) + "."]
+    lines.append(f"Wall time of the arms together: {sum(r['wall_s'] for r in table) / 60:.1f} minutes "
+                 "(the runs one after another, services shared).")
+    lines += ["", "![held-out pass@1 per cycle per arm](results.png)", "", END]
+    return "\n".join(lines)
+
+
+def write_results_md(path: Path, block: str) -> None:
+    """Replace the measured block of ``path`` (the analysis around it is kept), or start the file."""
+    if path.exists() and BEGIN in (text := path.read_text()) and END in text:
+        head, rest = text.split(BEGIN, 1)
+        text = head + block + rest.split(END, 1)[1]
+    else:
+        text = "# Results: the miniature experiment\n\n" + block + "\n"
+    path.write_text(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arms", default=",".join(ARMS))
@@ -260,27 +299,54 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a smoke version: tiny models, one small budget")
     parser.add_argument("--out", type=Path, default=REPO / "docs")
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--models", type=Path, default=None,
+                        help="built miniature models (default: WORKDIR/models, built when absent)")
+    parser.add_argument("--split", choices=("heldout", "validation"), default="heldout",
+                        help="evaluation set: validation for choosing hyperparameters (results stay in the "
+                             "workdir), heldout once for the table in --out")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help=f"override a setting (tuning on the validation split); keys: {', '.join(SETTINGS)}")
+    parser.add_argument("--report-only", action="store_true",
+                        help="rewrite results.md and results.png from --out/results.json, running nothing")
     args = parser.parse_args(argv)
+    if args.report_only:
+        table = json.loads((args.out / "results.json").read_text())
+        plot(table, args.out / "results.png")
+        write_results_md(args.out / "results.md", results_block(table, SETTINGS))
+        return 0
     arms = [a for a in args.arms.split(",") if a]
     unknown = [a for a in arms if a not in ARMS]
     if unknown:
         parser.error(f"unknown arm(s) {', '.join(unknown)}; arms: {', '.join(ARMS)}")
     seeds = [int(x) for x in args.seeds.split(",") if x]
-    s = QUICK if args.quick else SETTINGS
-    root = (args.workdir or home() / ("experiment-quick" if args.quick else "experiment")).resolve()
+    s = dict(QUICK if args.quick else SETTINGS)
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or key not in SETTINGS:
+            parser.error(f"--set {item!r}: expected KEY=VALUE with KEY one of {', '.join(SETTINGS)}")
+        s[key] = type(SETTINGS[key])(value)
+    split = args.split
+    tuning = split == "validation" or bool(args.set)
+    default_root = "experiment-quick" if args.quick else "experiment-validation" if tuning else "experiment"
+    root = (args.workdir or home() / default_root).resolve()
     root.mkdir(parents=True, exist_ok=True)
     t_start = time.monotonic()
-    models = build_models(root, args.quick)
+    models = build_models(root, args.quick, args.models)
+    depths = tuple(int(d) for d in str(s["depth"]).split(","))
 
     from iterkd.controller.services import LocalServices
     from iterkd.shared.formats import write_jsonl
     from iterkd.shared.miniature.world import export_split
 
-    heldout = root / "heldout.jsonl"
-    write_jsonl(heldout, export_split("heldout", s["heldout"], seed=10_000))
-    base_cfg = services_config(root, models, heldout)
+    heldout = root / f"{split}.jsonl"  # the evaluation set, as the runs' `eval` section draws it
+    write_jsonl(heldout, export_split(split, s["heldout"], seed=10_000, depths=depths))
+    decontaminate = root / "heldout.jsonl"  # new questions are always checked against the held-out set
+    write_jsonl(decontaminate, export_split("heldout", SETTINGS["heldout"], seed=10_000, depths=depths))
+    base_cfg = services_config(root, models, decontaminate, s)
     results: dict[str, dict[int, dict[str, Any]]] = {}
-    saved = args.out / "results.json"
+    tag = "-".join(x.replace("=", "") for x in args.set)
+    suffix = f"-{tag}" if tag else ""  # run ids differ when the settings do
+    saved = root / f"results-{split}{'-' + tag if tag else ''}.json" if tuning else args.out / "results.json"
     previous = {r["arm"]: r for r in json.loads(saved.read_text())} if saved.exists() and not args.quick else {}
     with LocalServices(base_cfg, root, start_timeout_s=600) as services:
         targets = services.targets
@@ -296,8 +362,8 @@ def main(argv: list[str] | None = None) -> int:
         for arm in [a for a in arms if a in CYCLED]:
             results[arm] = {}
             for sd in seeds:
-                r = run_arm(root, base_cfg, targets, f"{arm}-s{sd}", arm_run(arm, sd, s, s["teacher_n"],
-                                                                            "miniature:seed"))
+                r = run_arm(root, base_cfg, targets, f"{arm}-s{sd}{suffix}", arm_run(arm, sd, s, s["teacher_n"],
+                                                                            f"miniature:seed:{s['depth']}", split))
                 curve = [c["metrics"]["student_pass_at_1"] for c in r["status"]["cycles"]]
                 results[arm][sd] = {"pass_at_1": curve[-1], "curve": curve, "wall_s": r["wall_s"], **r["budget"]}
                 if arm == "iterkd":
@@ -312,24 +378,25 @@ def main(argv: list[str] | None = None) -> int:
             for sd in seeds:
                 seed_pool = root / "pools" / f"seed-{sd}.jsonl"
                 seed_pool.parent.mkdir(parents=True, exist_ok=True)
-                write_jsonl(seed_pool, export_split("seed", s["pool"], seed=sd))
+                write_jsonl(seed_pool, export_split("seed", s["pool"], seed=sd, depths=depths))
                 spent = 0
-                pool_source, pool_size = "miniature:seed", s["pool"]
+                pool_source, pool_size = f"miniature:seed:{s['depth']}", s["pool"]
                 wall = 0.0
                 if arm == "one-shot-random-questions":
                     # The teacher writes the questions first (random levels, no feedback): as many
                     # rounds of question writing as the full method has cycles minus one.
-                    gen = arm_run("iterkd-no-feedback-update", sd, s, 1, "miniature:seed")
+                    gen = arm_run("iterkd-no-feedback-update", sd, s, 1, f"miniature:seed:{s['depth']}", split)
                     gen["cycles"] = 1
                     gen["stages"]["train"]["config"]["optim"]["max_steps"] = 1
-                    r = run_arm(root, base_cfg, targets, f"questions-s{sd}", gen)
+                    r = run_arm(root, base_cfg, targets, f"questions-s{sd}{suffix}", gen)
                     wall += r["wall_s"]
                     spent = r["budget"]["teacher_generations"]
-                    pool_file = pool_with_random_questions(root, f"questions-s{sd}", seed_pool)
+                    pool_file = pool_with_random_questions(root, f"questions-s{sd}{suffix}", seed_pool)
                     pool_source = str(pool_file)
                     pool_size = sum(1 for line in pool_file.read_text().splitlines() if line.strip())
                 n = max(1, math.floor((budget_b - spent) / pool_size))
-                r = run_arm(root, base_cfg, targets, f"{arm}-s{sd}", arm_run(arm, sd, s, n, pool_source))
+                r = run_arm(root, base_cfg, targets, f"{arm}-s{sd}{suffix}",
+                            arm_run(arm, sd, s, n, pool_source, split))
                 score = r["status"]["cycles"][-1]["metrics"]["student_pass_at_1"]
                 results[arm][sd] = {"pass_at_1": score, "curve": [score], "wall_s": wall + r["wall_s"],
                                     "teacher_generations": spent + r["budget"]["teacher_generations"],
@@ -342,10 +409,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     merged = {**previous, **{r["arm"]: r for r in rows}}
     table = [merged[a] for a in ARMS if a in merged]
-    args.out.mkdir(parents=True, exist_ok=True)
+    saved.parent.mkdir(parents=True, exist_ok=True)
     saved.write_text(json.dumps(table, indent=2) + "\n")
-    plot(table, args.out / "results.png")
-    log(f"done in {time.monotonic() - t_start:.0f}s: {saved}, {args.out / 'results.png'}")
+    png = saved.with_suffix(".png")
+    plot(table, png)
+    if not tuning:
+        write_results_md(args.out / "results.md", results_block(table, s))
+    log(f"done in {time.monotonic() - t_start:.0f}s: {saved}, {png}")
     for r in table:
         print(f"{r['arm']:<28} {r['mean']:.3f} ± {r['std']:.3f}  teacher gens {r['teacher_generations']:.0f}  "
               f"train tokens {r['student_train_tokens']:.0f}  wall {r['wall_s']:.0f}s")

@@ -32,3 +32,28 @@ def test_the_experiment_runs_every_kind_of_arm_with_equal_budgets(tmp_path: Path
     runs = tmp_path / "w" / "store" / "runs"
     assert (runs / "iterkd-s0" / "cycle-002" / "evaluate" / "_manifest.json").exists()
     assert json.loads((runs / "one-shot-s0" / "run.json").read_text())["cycles"] == 1
+
+
+def test_rewriting_the_results_keeps_the_analysis(tmp_path: Path) -> None:
+    """`--report-only` and a finished table replace only the measured block of results.md."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("experiment", REPO / "examples" / "experiment.py")
+    assert spec and spec.loader
+    exp = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(exp)
+    rows = [{"arm": "iterkd", "pass_at_1": [0.1, 0.3], "mean": 0.2, "std": 0.1414, "teacher_generations": 10,
+             "student_train_tokens": 99, "wall_s": 60, "curve": [0.05, 0.2]},
+            {"arm": "one-shot", "pass_at_1": [0.0, 0.0], "mean": 0.0, "std": 0.0, "teacher_generations": 10,
+             "student_train_tokens": 99, "wall_s": 30, "curve": [0.0]}]
+    out = tmp_path / "results.md"
+    exp.write_results_md(out, exp.results_block(rows, exp.SETTINGS))
+    first = out.read_text()
+    assert "| `iterkd` | 0.200 ± 0.141 | 0.10, 0.30 |" in first and "0.050 → 0.200" in first
+    assert "1.5 minutes" in first
+    out.write_text("# Mine\n\nintro\n\n" + first.split("\n", 2)[2] + "\n## Analysis\n\nkept\n")
+    rows[0]["mean"] = 0.5
+    exp.write_results_md(out, exp.results_block(rows, exp.SETTINGS))
+    text = out.read_text()
+    assert text.startswith("# Mine\n\nintro\n") and text.endswith("## Analysis\n\nkept\n")
+    assert "| `iterkd` | 0.500 ±" in text and "| `iterkd` | 0.200 ±" not in text
