@@ -251,6 +251,8 @@ def plot(rows: list[dict[str, Any]], out: Path) -> None:
                        color="gray" if r["arm"] in ("student-base", "teacher") else None)
         else:
             ax.plot(range(1, len(curve) + 1), curve, "o-", label=r["arm"])
+    longest = max((len(r["curve"]) for r in rows), default=1)
+    ax.set_xticks(range(1, longest + 1))
     ax.set_xlabel("cycle")
     ax.set_ylabel("held-out pass@1 (mean over seeds)")
     ax.legend(fontsize=7, loc="best")
