@@ -385,8 +385,8 @@ def main(argv: list[str] | None = None) -> int:
                 pool_source, pool_size = f"miniature:seed:{s['depth']}", s["pool"]
                 wall = 0.0
                 if arm == "one-shot-random-questions":
-                    # The teacher writes the questions first (random levels, no feedback): as many
-                    # rounds of question writing as the full method has cycles minus one.
+                    # The teacher writes the questions first (random levels, no feedback): one round
+                    # of question writing on the seed pool, as one cycle of the full method does.
                     gen = arm_run("iterkd-no-feedback-update", sd, s, 1, f"miniature:seed:{s['depth']}", split)
                     gen["cycles"] = 1
                     gen["stages"]["train"]["config"]["optim"]["max_steps"] = 1
