@@ -46,3 +46,21 @@ def s3_endpoint() -> Iterator[str]:
 def s3_env(monkeypatch: pytest.MonkeyPatch) -> None:  # credentials the S3 backend reads
     monkeypatch.setenv("MINIO_ACCESS_KEY", "testing-access")
     monkeypatch.setenv("MINIO_SECRET_KEY", "testing-secret")
+
+
+@pytest.fixture(scope="module")
+def feedback_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real feedback server (the sandbox, 2 workers, no static view) on loopback: its ``host:port``."""
+    server = pytest.importorskip("iterkd.feedback.server")
+    import yaml
+
+    from iterkd.shared.cli import ServeOptions
+
+    folder = tmp_path_factory.mktemp("feedback")
+    cfg = folder / "feedback.yaml"
+    cfg.write_text(yaml.safe_dump({"store": {"root": str(folder / "store")},
+                                   "feedback": {"sandbox": {"workers": 2}, "static": {"enabled": False}}}))
+    srv = server.build_server(ServeOptions(config=str(cfg), port=0))
+    srv.start()
+    yield srv.target
+    srv.stop(0)

@@ -20,7 +20,7 @@ from iterkd.shared.rpc import Server, Service, connect, service_name
 from iterkd.shared.store import LocalStore
 from iterkd.v1 import common_pb2, questions_pb2, questions_pb2_grpc, teacher_pb2, teacher_pb2_grpc
 
-feedback_server = pytest.importorskip("iterkd.feedback.server")
+pytest.importorskip("iterkd.feedback.server")  # the feedback_target fixture (tests/conftest.py) serves it
 
 
 def reply(desc, sig, tests, solution=None):
@@ -97,18 +97,6 @@ class ScriptedTeacher(teacher_pb2_grpc.TeacherServiceServicer):
                 out.append(common_pb2.Completion(prompt_id=prompt.id, index=i, text=texts[i % len(texts)],
                                                  finish_reason="stop"))
         return common_pb2.GenerateResponse(completions=out, model="scripted")
-
-
-@pytest.fixture(scope="module")
-def feedback_target(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("feedback")
-    cfg = folder / "feedback.yaml"
-    cfg.write_text(yaml.safe_dump({"store": {"root": str(folder / "store")},
-                                   "feedback": {"sandbox": {"workers": 2}, "static": {"enabled": False}}}))
-    srv = feedback_server.build_server(ServeOptions(config=str(cfg), port=0))
-    srv.start()
-    yield srv.target
-    srv.stop(0)
 
 
 def start_teacher(script):
