@@ -66,9 +66,8 @@ def main() -> int:
     tok = AutoTokenizer.from_pretrained(args.models / "student")
     model = AutoModelForCausalLM.from_pretrained(args.models / "student")
     spec = mini.TrainSpec(steps=args.steps, batch_size=args.batch, lr=args.lr)
-    mini._tasks = lambda _spec, seed: stream(args.compositions, args.distinct, seed)  # the data regime
     t0 = time.perf_counter()
-    stats = mini.train(model, tok, spec, seed=5)
+    stats = mini.train(model, tok, spec, seed=5, tasks=stream(args.compositions, args.distinct, seed=5))
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         model.save_pretrained(work / "student")

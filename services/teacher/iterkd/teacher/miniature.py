@@ -198,10 +198,10 @@ def _tasks(spec: TrainSpec, seed: int) -> Iterator[world.Task]:
         yield next(streams[rng.choices(names, weights)[0]])
 
 
-def examples(spec: TrainSpec, n: int, seed: int) -> list[Example]:
+def examples(spec: TrainSpec, n: int, seed: int, tasks: Iterator[world.Task] | None = None) -> list[Example]:
     """``n`` training examples: solve requests and (``question_fraction``) question requests."""
     rng = random.Random(f"miniature-examples:{seed}")
-    tasks = _tasks(spec, seed)
+    tasks = tasks if tasks is not None else _tasks(spec, seed)
     out: list[Example] = []
     while len(out) < n:
         task = next(tasks)
@@ -250,14 +250,15 @@ def encode(tokenizer: Any, ex: Example, use_chat_template: bool = True) -> tuple
 
 
 def train(model: LlamaForCausalLM, tokenizer: Any, spec: TrainSpec, seed: int,
-          log: Any = None) -> dict[str, float]:
-    """``spec.steps`` AdamW steps (linear warmup, cosine decay) on fresh examples; loss on answers."""
+          log: Any = None, tasks: Iterator[world.Task] | None = None) -> dict[str, float]:
+    """``spec.steps`` AdamW steps (linear warmup, cosine decay) on fresh examples; loss on answers.
+    ``tasks`` replaces the spec's split mix as the source of tasks (examples/miniature_probe.py)."""
     import math
 
     import torch
 
     pad = tokenizer.pad_token_id
-    exs = examples(spec, spec.steps * spec.batch_size, seed)
+    exs = examples(spec, spec.steps * spec.batch_size, seed, tasks)
     encoded = [encode(tokenizer, ex) for ex in exs]
     optim = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=0.01, betas=(0.9, 0.98))
     warm = max(1, spec.steps // 20)
