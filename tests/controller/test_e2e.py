@@ -183,6 +183,7 @@ def test_a_two_cycle_run_goes_through_every_stage_and_reports(reference: dict[st
     train2 = json.loads((base / "cycle-002" / "train" / "_manifest.json").read_text())
     assert train2["inputs"]["init"]["uri"].endswith("cycle-001/train/adapter")
     assert train2["inputs"]["problems"]["uri"].endswith("cycle-001/evolve/next_pool.jsonl")
+    assert "replay" not in train2["inputs"]  # run.stages.train.replay is off
     # The story: one line per transition with run, cycle, stage, state, attempt.
     log = (root / "logs" / "controller-e2e.log").read_text().splitlines()
     done = [json.loads(x) for x in log if '"transition"' in x and '"succeeded"' in x]
@@ -297,6 +298,7 @@ def test_a_two_cycle_run_on_the_s3_store(models: dict[str, Path], tmp_path: Path
     cfg = fast_config(tmp_path, models)
     raw = yaml.safe_load(cfg.read_text())
     raw["store"] = {"backend": "s3", "endpoint": s3_endpoint, "bucket": "ikd-e2e", "secure": False}
+    raw["run"]["stages"].setdefault("train", {})["replay"] = True
     cfg.write_text(yaml.safe_dump(raw))
     out = ikd("run", "--config", str(cfg), "--run-id", "s3run", home=tmp_path)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
@@ -310,6 +312,8 @@ def test_a_two_cycle_run_on_the_s3_store(models: dict[str, Path], tmp_path: Path
     keys = store.list("runs/s3run")
     assert "runs/s3run/cycle-002/train/adapter/adapter_model.safetensors" in keys
     assert all(f"runs/s3run/cycle-00{c}/{s}/_manifest.json" in keys for c in (1, 2) for s in STAGES)
+    train2 = store.get_json("runs/s3run/cycle-002/train/_manifest.json")  # replay: cycle 1's set joins cycle 2's
+    assert train2["inputs"]["replay"]["uri"].endswith("runs/s3run/cycle-001/train/train_set.jsonl")
 
 
 def test_the_controller_service_starts_watches_and_cancels_runs(models: dict[str, Path], tmp_path: Path) -> None:

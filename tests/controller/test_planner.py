@@ -46,7 +46,9 @@ def test_inputs_follow_the_cycle_the_pool_and_the_last_checkpoint(tmp_path: Path
     (tmp_path / "ckpt" / "adapter_model.safetensors").write_bytes(b"w")
     with StageWriter(store, stage_prefix("r", 1, "train"), "train", "r", 1) as w:
         w.put_dir("adapter", tmp_path / "ckpt")
-    assert stage_inputs(store, "r", Step(2, "train"))["init"] == "runs/r/cycle-001/train/adapter"
+    train2 = stage_inputs(store, "r", Step(2, "train"))
+    assert train2["init"] == "runs/r/cycle-001/train/adapter"
+    assert train2["replay"] == "runs/r/cycle-001/train/train_set.jsonl"  # every earlier example, when replaying
     assert stage_inputs(store, "r", Step(1, "student-solve"))["checkpoint"] == "runs/r/cycle-001/train/adapter"
     assert stage_inputs(store, "r", Step(2, "evaluate")) == {
         "problems": "runs/r/inputs/eval.jsonl", "samples": "runs/r/cycle-002/evaluate/solve/samples.jsonl"}

@@ -206,3 +206,48 @@ def test_a_cycle_where_no_answer_passed_keeps_the_student(served: tuple[Any, Loc
         params=common_pb2.GenerationParams(n=1, max_new_tokens=4)))
     assert solved.samples_written == 1
     assert stub.Info(common_pb2.InfoRequest()).adapter == ""  # the base model answered
+
+
+def test_replay_trains_each_cycle_on_every_earlier_passing_answer_too(served: tuple[Any, LocalStore]) -> None:
+    """With replay_uri (the cycle before's train_set.jsonl) a cycle's training set is its own
+    examples plus the earlier ones it does not repeat, stored as its own train_set.jsonl, so the
+    chain holds every cycle's; a cycle where nothing new passed still trains on the replayed ones."""
+    from iterkd.shared.formats import Verdict
+    from iterkd.shared.stages import read_manifest
+
+    stub, store = served
+
+    def cycle(k: int, answers: dict[str, tuple[str, bool]], replay: bool) -> trainer_pb2.TrainProgress:
+        problems = [Problem(id=pid, prompt=f"def {pid}(a, b):\n", entry_point=pid, tests="") for pid in answers]
+        samples = [Sample(problem_id=pid, sample_id=f"{pid}#0", completion=body) for pid, (body, _) in answers.items()]
+        verdicts = [Verdict(sample_id=f"{pid}#0", problem_id=pid, passed=ok, result="passed" if ok else "failed: x")
+                    for pid, (_, ok) in answers.items()]
+        uris = {name: store.put_jsonl(f"c{k}/{name}.jsonl", rows).uri
+                for name, rows in (("problems", problems), ("samples", samples), ("verdicts", verdicts))}
+        req = trainer_pb2.TrainRequest(
+            run=common_pb2.RunCycle(run_id="replay", cycle=k), problems_uri=uris["problems"],
+            samples_uri=uris["samples"], verdicts_uri=uris["verdicts"],
+            replay_uri=store.uri(f"runs/replay/cycle-{k - 1:03d}/train/train_set.jsonl") if replay else "")
+        return list(stub.Train(req))[-1]
+
+    def train_set(k: int) -> list[tuple[str, str]]:
+        rows = store.get_jsonl(f"runs/replay/cycle-{k:03d}/train/train_set.jsonl", TrainingExample)
+        return [(t.problem_id, t.chosen or "") for t in rows]
+
+    add, sub = "    return a + b\n", "    return a - b\n"
+    assert cycle(1, {"p0": (add, True), "p1": (add, True)}, replay=False).state == "done"
+    done = cycle(2, {"p1": (add, True), "p2": (add, True), "p3": (sub, False)}, replay=True)
+    assert done.state == "done" and done.metrics["data_replayed"] == 1 and done.metrics["data_replay_repeated"] == 1
+    assert train_set(2) == [("p1", add), ("p2", add), ("p0", add)]  # this cycle's first; p1 once
+    manifest = read_manifest(store, "runs/replay/cycle-002/train")
+    assert manifest is not None and manifest.inputs["replay"].uri.endswith("cycle-001/train/train_set.jsonl")
+    done = cycle(3, {"p4": (sub, False)}, replay=True)  # nothing new passed: the earlier answers still train
+    assert done.state == "done" and done.step > 0 and sorted(train_set(3)) == [("p0", add), ("p1", add), ("p2", add)]
+    assert cycle(4, {"p4": (sub, False)}, replay=False).step == 0  # without replay: the student is unchanged
+
+    with pytest.raises(grpc.RpcError) as info:
+        list(stub.Train(trainer_pb2.TrainRequest(run=common_pb2.RunCycle(run_id="replay", cycle=5),
+                                                 train_set_uri=store.uri("runs/replay/cycle-001/train/train_set.jsonl"),
+                                                 replay_uri="sets/nothing-here.jsonl")))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "replay_uri: no training set" in info.value.details()

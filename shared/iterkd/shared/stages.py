@@ -83,7 +83,9 @@ CYCLE: tuple[Stage, ...] = (
     Stage("train", "trainer", "Train",
           {"problems": POOL, "samples": Input("teacher-solve", "samples.jsonl"),
            "verdicts": Input("verify", "verdicts.jsonl"),
-           "init": Input("train", "checkpoint", previous=True, optional=True)},
+           "init": Input("train", "checkpoint", previous=True, optional=True),
+           # Used when the run replays: the cycle before's training set, which holds every earlier one.
+           "replay": Input("train", "train_set.jsonl", previous=True, optional=True)},
           ("train_set.jsonl", "adapter", "model", "training_config.json", "metrics.json"),
           optional_outputs=("adapter", "model")),
     Stage("student-solve", "trainer", "Solve",

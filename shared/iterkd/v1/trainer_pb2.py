@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from iterkd.v1 import common_pb2 as iterkd_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17iterkd/v1/trainer.proto\x12\titerkd.v1\x1a\x16iterkd/v1/common.proto\"\xdf\x01\n\x0cTrainRequest\x12 \n\x03run\x18\x01 \x01(\x0b\x32\x13.iterkd.v1.RunCycle\x12\x14\n\x0cproblems_uri\x18\x07 \x01(\t\x12\x13\n\x0bsamples_uri\x18\x08 \x01(\t\x12\x14\n\x0cverdicts_uri\x18\t \x01(\t\x12\x15\n\rtrain_set_uri\x18\x02 \x01(\t\x12\x12\n\noutput_uri\x18\x03 \x01(\t\x12\x12\n\nbase_model\x18\x04 \x01(\t\x12\x18\n\x10init_adapter_uri\x18\x05 \x01(\t\x12\x13\n\x0b\x63onfig_json\x18\x06 \x01(\t\"\x81\x03\n\rTrainProgress\x12\r\n\x05state\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\x03\x12\x13\n\x0btotal_steps\x18\x03 \x01(\x03\x12\x10\n\x08sft_loss\x18\x04 \x01(\x01\x12\x18\n\x10\x63ontrastive_loss\x18\x05 \x01(\x01\x12\x0c\n\x04loss\x18\x06 \x01(\x01\x12\x0e\n\x06margin\x18\x07 \x01(\x01\x12\x19\n\x11tokens_per_second\x18\x08 \x01(\x01\x12\r\n\x05\x65ta_s\x18\t \x01(\x01\x12\x15\n\rlearning_rate\x18\n \x01(\x01\x12*\n\ncheckpoint\x18\x0b \x01(\x0b\x32\x16.iterkd.v1.ArtifactRef\x12\x36\n\x07metrics\x18\x0c \x03(\x0b\x32%.iterkd.v1.TrainProgress.MetricsEntry\x12\x0f\n\x07message\x18\r \x01(\t\x12\x0e\n\x06\x63\x61\x63hed\x18\x0e \x01(\x08\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\",\n\x12LoadStudentRequest\x12\x16\n\x0e\x63heckpoint_uri\x18\x01 \x01(\t2\xc9\x02\n\x0eTrainerService\x12<\n\x05Train\x12\x17.iterkd.v1.TrainRequest\x1a\x18.iterkd.v1.TrainProgress0\x01\x12\x43\n\x08Generate\x12\x1a.iterkd.v1.GenerateRequest\x1a\x1b.iterkd.v1.GenerateResponse\x12\x34\n\x04Info\x12\x16.iterkd.v1.InfoRequest\x1a\x14.iterkd.v1.ModelInfo\x12\x42\n\x0bLoadStudent\x12\x1d.iterkd.v1.LoadStudentRequest\x1a\x14.iterkd.v1.ModelInfo\x12:\n\x05Solve\x12\x17.iterkd.v1.SolveRequest\x1a\x18.iterkd.v1.SolveResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17iterkd/v1/trainer.proto\x12\titerkd.v1\x1a\x16iterkd/v1/common.proto\"\xf3\x01\n\x0cTrainRequest\x12 \n\x03run\x18\x01 \x01(\x0b\x32\x13.iterkd.v1.RunCycle\x12\x14\n\x0cproblems_uri\x18\x07 \x01(\t\x12\x13\n\x0bsamples_uri\x18\x08 \x01(\t\x12\x14\n\x0cverdicts_uri\x18\t \x01(\t\x12\x15\n\rtrain_set_uri\x18\x02 \x01(\t\x12\x12\n\noutput_uri\x18\x03 \x01(\t\x12\x12\n\nbase_model\x18\x04 \x01(\t\x12\x18\n\x10init_adapter_uri\x18\x05 \x01(\t\x12\x13\n\x0b\x63onfig_json\x18\x06 \x01(\t\x12\x12\n\nreplay_uri\x18\n \x01(\t\"\x81\x03\n\rTrainProgress\x12\r\n\x05state\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\x03\x12\x13\n\x0btotal_steps\x18\x03 \x01(\x03\x12\x10\n\x08sft_loss\x18\x04 \x01(\x01\x12\x18\n\x10\x63ontrastive_loss\x18\x05 \x01(\x01\x12\x0c\n\x04loss\x18\x06 \x01(\x01\x12\x0e\n\x06margin\x18\x07 \x01(\x01\x12\x19\n\x11tokens_per_second\x18\x08 \x01(\x01\x12\r\n\x05\x65ta_s\x18\t \x01(\x01\x12\x15\n\rlearning_rate\x18\n \x01(\x01\x12*\n\ncheckpoint\x18\x0b \x01(\x0b\x32\x16.iterkd.v1.ArtifactRef\x12\x36\n\x07metrics\x18\x0c \x03(\x0b\x32%.iterkd.v1.TrainProgress.MetricsEntry\x12\x0f\n\x07message\x18\r \x01(\t\x12\x0e\n\x06\x63\x61\x63hed\x18\x0e \x01(\x08\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\",\n\x12LoadStudentRequest\x12\x16\n\x0e\x63heckpoint_uri\x18\x01 \x01(\t2\xc9\x02\n\x0eTrainerService\x12<\n\x05Train\x12\x17.iterkd.v1.TrainRequest\x1a\x18.iterkd.v1.TrainProgress0\x01\x12\x43\n\x08Generate\x12\x1a.iterkd.v1.GenerateRequest\x1a\x1b.iterkd.v1.GenerateResponse\x12\x34\n\x04Info\x12\x16.iterkd.v1.InfoRequest\x1a\x14.iterkd.v1.ModelInfo\x12\x42\n\x0bLoadStudent\x12\x1d.iterkd.v1.LoadStudentRequest\x1a\x14.iterkd.v1.ModelInfo\x12:\n\x05Solve\x12\x17.iterkd.v1.SolveRequest\x1a\x18.iterkd.v1.SolveResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,13 +35,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TRAINPROGRESS_METRICSENTRY']._loaded_options = None
   _globals['_TRAINPROGRESS_METRICSENTRY']._serialized_options = b'8\001'
   _globals['_TRAINREQUEST']._serialized_start=63
-  _globals['_TRAINREQUEST']._serialized_end=286
-  _globals['_TRAINPROGRESS']._serialized_start=289
-  _globals['_TRAINPROGRESS']._serialized_end=674
-  _globals['_TRAINPROGRESS_METRICSENTRY']._serialized_start=628
-  _globals['_TRAINPROGRESS_METRICSENTRY']._serialized_end=674
-  _globals['_LOADSTUDENTREQUEST']._serialized_start=676
-  _globals['_LOADSTUDENTREQUEST']._serialized_end=720
-  _globals['_TRAINERSERVICE']._serialized_start=723
-  _globals['_TRAINERSERVICE']._serialized_end=1052
+  _globals['_TRAINREQUEST']._serialized_end=306
+  _globals['_TRAINPROGRESS']._serialized_start=309
+  _globals['_TRAINPROGRESS']._serialized_end=694
+  _globals['_TRAINPROGRESS_METRICSENTRY']._serialized_start=648
+  _globals['_TRAINPROGRESS_METRICSENTRY']._serialized_end=694
+  _globals['_LOADSTUDENTREQUEST']._serialized_start=696
+  _globals['_LOADSTUDENTREQUEST']._serialized_end=740
+  _globals['_TRAINERSERVICE']._serialized_start=743
+  _globals['_TRAINERSERVICE']._serialized_end=1072
 # @@protoc_insertion_point(module_scope)

@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class TrainRequest(_message.Message):
-    __slots__ = ("run", "problems_uri", "samples_uri", "verdicts_uri", "train_set_uri", "output_uri", "base_model", "init_adapter_uri", "config_json")
+    __slots__ = ("run", "problems_uri", "samples_uri", "verdicts_uri", "train_set_uri", "output_uri", "base_model", "init_adapter_uri", "config_json", "replay_uri")
     RUN_FIELD_NUMBER: _ClassVar[int]
     PROBLEMS_URI_FIELD_NUMBER: _ClassVar[int]
     SAMPLES_URI_FIELD_NUMBER: _ClassVar[int]
@@ -18,6 +18,7 @@ class TrainRequest(_message.Message):
     BASE_MODEL_FIELD_NUMBER: _ClassVar[int]
     INIT_ADAPTER_URI_FIELD_NUMBER: _ClassVar[int]
     CONFIG_JSON_FIELD_NUMBER: _ClassVar[int]
+    REPLAY_URI_FIELD_NUMBER: _ClassVar[int]
     run: _common_pb2.RunCycle
     problems_uri: str
     samples_uri: str
@@ -27,7 +28,8 @@ class TrainRequest(_message.Message):
     base_model: str
     init_adapter_uri: str
     config_json: str
-    def __init__(self, run: _Optional[_Union[_common_pb2.RunCycle, _Mapping]] = ..., problems_uri: _Optional[str] = ..., samples_uri: _Optional[str] = ..., verdicts_uri: _Optional[str] = ..., train_set_uri: _Optional[str] = ..., output_uri: _Optional[str] = ..., base_model: _Optional[str] = ..., init_adapter_uri: _Optional[str] = ..., config_json: _Optional[str] = ...) -> None: ...
+    replay_uri: str
+    def __init__(self, run: _Optional[_Union[_common_pb2.RunCycle, _Mapping]] = ..., problems_uri: _Optional[str] = ..., samples_uri: _Optional[str] = ..., verdicts_uri: _Optional[str] = ..., train_set_uri: _Optional[str] = ..., output_uri: _Optional[str] = ..., base_model: _Optional[str] = ..., init_adapter_uri: _Optional[str] = ..., config_json: _Optional[str] = ..., replay_uri: _Optional[str] = ...) -> None: ...
 
 class TrainProgress(_message.Message):
     __slots__ = ("state", "step", "total_steps", "sft_loss", "contrastive_loss", "loss", "margin", "tokens_per_second", "eta_s", "learning_rate", "checkpoint", "metrics", "message", "cached")

@@ -46,6 +46,8 @@ class VerifyStage(Section):
 class TrainStage(Section):
     config: dict[str, Any] = Field(default_factory=dict,
                                    description="overrides of the trainer's lora/loss/optim/prompts sections")
+    replay: bool = Field(default=False, description="train each cycle on every answer that passed in the cycles "
+                                                    "before too (the previous cycle's training set joins this one's)")
 
 
 class FeedbackStage(Section):

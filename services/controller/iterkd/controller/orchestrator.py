@@ -34,7 +34,7 @@ log = get_logger("iterkd.controller")
 KEY_METRICS = {
     "teacher-solve": ("problems", "samples"),
     "verify": ("pass_rate", "samples"),
-    "train": ("steps", "sft_loss", "loss", "margin", "data_sft_examples", "data_contrastive_pairs"),
+    "train": ("steps", "sft_loss", "loss", "margin", "data_sft_examples", "data_contrastive_pairs", "data_replayed"),
     "student-solve": ("problems", "samples"),
     "feedback": ("pass_rate", "quality_mean", "static_mean", "judge_mean"),
     "evolve": ("next_pool", "new_questions", "mastered.problems", "learning.problems", "struggling.problems"),

@@ -190,6 +190,7 @@ def run_stage(store: ArtifactStore, run_id: str, step: Step, run: RunConfig, cli
     elif step.stage == "train":
         request = trainer_pb2.TrainRequest(
             run=rc, problems_uri=uri["problems"], samples_uri=uri["samples"], verdicts_uri=uri["verdicts"],
+            replay_uri=uri.get("replay", "") if st.train.replay else "",
             config_json=json.dumps(st.train.config) if st.train.config else "")
         last = None
         for rec in call.stream(clients.stub("trainer").Train, request, timeout_s):

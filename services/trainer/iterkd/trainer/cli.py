@@ -29,7 +29,7 @@ def _train(args: argparse.Namespace) -> int:
     store = open_store(cfg.store)
     tcfg = merge_overrides(cfg.trainer, args.config_json or "")
     spec = make_spec(store, tcfg, args.run, args.cycle, args.train_set, args.output_uri or "",
-                     args.base_model or "", args.init_adapter_uri or "")
+                     args.base_model or "", args.init_adapter_uri or "", replay_uri=args.replay or "")
 
     def emit(p: object) -> None:
         print(json.dumps(MessageToDict(p, always_print_fields_with_no_presence=True)), flush=True)  # type: ignore[arg-type]
@@ -64,6 +64,7 @@ def register_train(subparsers: Any) -> None:
     t.add_argument("--output-uri")
     t.add_argument("--base-model")
     t.add_argument("--init-adapter-uri")
+    t.add_argument("--replay", help="URI or store key of an earlier training set whose examples join this one")
     t.add_argument("--config-json", help="overrides of the trainer section, a JSON object")
     t.set_defaults(func=_train)
 

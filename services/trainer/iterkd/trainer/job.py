@@ -3,7 +3,8 @@
 Layout under ``runs/{run}/cycle-{k:03d}/train/`` (or the request's ``output_uri``):
 
 * ``train_set.jsonl``: the training examples, built by this stage from the problems, the
-  teacher's samples and their verdicts (or copied from a ready training set the request names);
+  teacher's samples and their verdicts (a ready training set the request names is not copied),
+  plus, with replay, the examples of an earlier training set that this cycle's do not repeat;
 * ``adapter/`` (``model/`` for full fine-tuning): ``save_pretrained`` output plus the tokenizer,
   loadable with peft / transformers as it is;
 * ``training_config.json``, ``metrics.json``; ``_manifest.json`` last (the stage is done);
@@ -60,7 +61,8 @@ class TrainSpec:
     run_id: str
     cycle: int
     # Either a ready training set (``train_set``) or verified answers to build one from
-    # (``problems``, ``samples``, ``verdicts``): store keys by input name.
+    # (``problems``, ``samples``, ``verdicts``), and optionally an earlier training set to replay
+    # (``replay``): store keys by input name.
     sources: dict[str, str]
     prefix: str                 # where the stage's outputs go
     base_model: str
@@ -74,7 +76,9 @@ class TrainSpec:
     @property
     def train_set_key(self) -> str:
         """Where this stage's training set is (the request's own, or the one the stage writes)."""
-        return self.sources.get("train_set") or join(self.prefix, TRAIN_SET)
+        if "train_set" in self.sources and "replay" not in self.sources:
+            return self.sources["train_set"]
+        return join(self.prefix, TRAIN_SET)
 
     @property
     def inputs(self) -> dict[str, str]:
@@ -100,7 +104,7 @@ def previous_checkpoint(store: ArtifactStore, run_id: str, cycle: int) -> str | 
 
 def make_spec(store: ArtifactStore, cfg: TrainerConfig, run_id: str, cycle: int, train_set_uri: str = "",
               output_uri: str = "", base_model: str = "", init_adapter_uri: str = "", *, problems_uri: str = "",
-              samples_uri: str = "", verdicts_uri: str = "") -> TrainSpec:
+              samples_uri: str = "", verdicts_uri: str = "", replay_uri: str = "") -> TrainSpec:
     """Validate a request's fields (BadRequest / InvalidKey with a message naming the field)."""
     if not run_id:
         raise BadRequest("run.run_id is required")
@@ -119,6 +123,8 @@ def make_spec(store: ArtifactStore, cfg: TrainerConfig, run_id: str, cycle: int,
     else:
         raise BadRequest("nothing to learn from: give problems_uri, samples_uri and verdicts_uri (verified "
                          "answers), or train_set_uri (training examples, JSON Lines)")
+    if replay_uri:
+        sources["replay"] = store.resolve(replay_uri)
     prefix = store.resolve(output_uri) if output_uri else stage_prefix(run_id, cycle, "train")
     if init_adapter_uri:
         init_key: str | None = store.resolve(init_adapter_uri)
@@ -128,6 +134,9 @@ def make_spec(store: ArtifactStore, cfg: TrainerConfig, run_id: str, cycle: int,
         init_key = previous_checkpoint(store, run_id, cycle)
     if "train_set" in sources and sources["train_set"] == join(prefix, TRAIN_SET):
         raise BadRequest(f"train_set_uri: {train_set_uri} is where this stage writes its own training set")
+    if sources.get("replay") == join(prefix, TRAIN_SET):
+        raise BadRequest(f"replay_uri: {replay_uri} is where this stage writes its own training set; "
+                         "replay the previous cycle's")
     return TrainSpec(run_id, cycle, sources, prefix, base_model or cfg.base_model, init_key, cfg)
 
 
@@ -175,7 +184,7 @@ def stored_result(store: ArtifactStore, spec: TrainSpec) -> tuple[StageManifest 
     request finished there), and the inputs' hashes."""
     for name, key in spec.sources.items():
         if not store.exists(key):
-            what = "no training set" if name == "train_set" else "nothing"
+            what = "no training set" if name in ("train_set", "replay") else "nothing"
             raise BadRequest(f"{name}_uri: {what} at {store.uri(key)}")
     inputs = hash_inputs(store, spec.inputs)
     done = read_manifest(store, spec.prefix)
@@ -185,7 +194,36 @@ def stored_result(store: ArtifactStore, spec: TrainSpec) -> tuple[StageManifest 
 
 
 def training_examples(store: ArtifactStore, spec: TrainSpec) -> tuple[list[TrainingExample], dict[str, int]]:
-    """The examples this stage trains on: built from the verified answers, or read from the set."""
+    """The examples this stage trains on: built from the verified answers, or read from the set,
+    then the replayed set's examples that these do not repeat."""
+    examples, counts = _cycle_examples(store, spec)
+    if "replay" not in spec.sources:
+        return examples, counts
+    return with_replay(examples, counts, _replayed(store, spec.sources["replay"]))
+
+
+def with_replay(examples: list[TrainingExample], counts: dict[str, int], earlier: list[TrainingExample]
+                ) -> tuple[list[TrainingExample], dict[str, int]]:
+    """This cycle's examples first, then each earlier example whose (problem, chosen answer) this
+    cycle does not hold already (this cycle's copy has its newer rejected answers).
+    Counts gain ``replayed`` (kept) and ``replay_repeated`` (left out as repeats)."""
+    seen = {(e.problem_id, e.chosen) for e in examples}
+    kept = []
+    for e in earlier:
+        if (e.problem_id, e.chosen) not in seen:
+            seen.add((e.problem_id, e.chosen))
+            kept.append(e)
+    return examples + kept, {**counts, "replayed": len(kept), "replay_repeated": len(earlier) - len(kept)}
+
+
+def _replayed(store: ArtifactStore, key: str) -> list[TrainingExample]:
+    """The earlier training set; an empty one (a cycle in which nothing passed) replays nothing."""
+    if not store.get_bytes(key).strip():
+        return []
+    return load_train_set(store, key)
+
+
+def _cycle_examples(store: ArtifactStore, spec: TrainSpec) -> tuple[list[TrainingExample], dict[str, int]]:
     if "train_set" in spec.sources:
         examples = load_train_set(store, spec.sources["train_set"])
         return examples, {"examples": len(examples)}
@@ -264,7 +302,7 @@ def run_training(store: ArtifactStore, spec: TrainSpec, emit: Emit,
         metrics.update({f"data_{k}": float(v) for k, v in counts.items()})
         with StageWriter(store, spec.prefix, "train", spec.run_id, spec.cycle, inputs=inputs,
                          config=spec.config()) as w:
-            if "train_set" not in spec.sources:
+            if spec.train_set_key == join(spec.prefix, TRAIN_SET):
                 w.put_jsonl(TRAIN_SET, examples)
             entry = w.put_dir(name, ckpt)
             w.put_bytes("training_config.json", json.dumps({

@@ -119,7 +119,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         spec = make_spec(self.store, cfg, request.run.run_id, request.run.cycle, request.train_set_uri,
                          request.output_uri, request.base_model, request.init_adapter_uri,
                          problems_uri=request.problems_uri, samples_uri=request.samples_uri,
-                         verdicts_uri=request.verdicts_uri)
+                         verdicts_uri=request.verdicts_uri, replay_uri=request.replay_uri)
         manifest, _ = stored_result(self.store, spec)
         if manifest is not None:
             self._serve_manifest_checkpoint(manifest)
