@@ -60,6 +60,7 @@ SETTINGS: dict[str, Any] = {
     "lr": 3e-3,
     "lambda": 0.5,
     "pool_cap": 256,       # the evolved pool's size limit (questions service)
+    "replay": True,        # cycled arms train on every earlier cycle's passing answers too
 }
 DEFAULT_SEEDS = [0, 1, 2]
 VALIDATION_SAMPLES = 1  # fresh teacher answers per new question (besides the one written with it)
@@ -123,7 +124,7 @@ def arm_run(arm: str, seed: int, s: dict[str, Any], teacher_n: int, pool_source:
         "eval": {"source": f"miniature:{eval_split}:{s['depth']}", "limit": s["heldout"], "seed": 10_000},
         "stages": {
             "teacher-solve": {"n": teacher_n, "temperature": 0.8, "max_new_tokens": 192},
-            "train": {"config": train},
+            "train": {"config": train, "replay": bool(s["replay"]) and not one_shot},
             "student-solve": {"n": s["student_n"], "temperature": 0.8, "max_new_tokens": 192},
             # One-shot arms stop after one cycle: nothing uses their student's feedback, so the judge
             # (the teacher) is not spent on it.
@@ -327,7 +328,12 @@ def main(argv: list[str] | None = None) -> int:
         key, sep, value = item.partition("=")
         if not sep or key not in SETTINGS:
             parser.error(f"--set {item!r}: expected KEY=VALUE with KEY one of {', '.join(SETTINGS)}")
-        s[key] = type(SETTINGS[key])(value)
+        if isinstance(SETTINGS[key], bool):
+            if value.lower() not in ("true", "false"):
+                parser.error(f"--set {item!r}: {key} is true or false")
+            s[key] = value.lower() == "true"
+        else:
+            s[key] = type(SETTINGS[key])(value)
     split = args.split
     tuning = split == "validation" or bool(args.set)
     default_root = "experiment-quick" if args.quick else "experiment-validation" if tuning else "experiment"

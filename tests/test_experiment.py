@@ -31,6 +31,8 @@ def test_the_experiment_runs_every_kind_of_arm_with_equal_budgets(tmp_path: Path
     assert full > 0 and full - 6 < one <= full  # the same teacher budget, to within one answer per question
     runs = tmp_path / "w" / "store" / "runs"
     assert (runs / "iterkd-s0" / "cycle-002" / "evaluate" / "_manifest.json").exists()
+    train2 = json.loads((runs / "iterkd-s0" / "cycle-002" / "train" / "_manifest.json").read_text())
+    assert "replay" in train2["inputs"]  # the cycled arms replay earlier cycles' answers
     assert json.loads((runs / "one-shot-s0" / "run.json").read_text())["cycles"] == 1
 
 
