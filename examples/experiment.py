@@ -29,9 +29,11 @@ Results: docs/results.md, docs/results.json, docs/results.png.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -296,6 +298,18 @@ def write_results_md(path: Path, block: str) -> None:
     path.write_text(text)
 
 
+def settings_tag(sets: list[str], seeds: list[int]) -> str:
+    """A run-id suffix naming ``--set`` overrides: ``lambda=0.1`` -> ``lambda0p1``. Run ids allow only
+    lower-case letters, digits and '-' (40 at most with the arm's name), so a long tag is hashed."""
+    tag = "-".join(re.sub(r"[^a-z0-9]+", "-", x.lower().replace("=", "").replace(".", "p")).strip("-")
+                   for x in sets)
+    longest = max(len(f"{a}-s{sd}") for a in (*ARMS, "questions") for sd in seeds)
+    room = 40 - 1 - longest
+    if tag and len(tag) > room:
+        tag = "set" + hashlib.sha256(tag.encode()).hexdigest()[:max(4, room - 3)]
+    return tag
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arms", default=",".join(ARMS))
@@ -353,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     write_jsonl(decontaminate, export_split("heldout", SETTINGS["heldout"], seed=10_000, depths=depths))
     base_cfg = services_config(root, models, decontaminate, s)
     results: dict[str, dict[int, dict[str, Any]]] = {}
-    tag = "-".join(x.replace("=", "") for x in args.set)
+    tag = settings_tag(args.set, seeds)
     suffix = f"-{tag}" if tag else ""  # run ids differ when the settings do
     saved = root / f"results-{split}{'-' + tag if tag else ''}.json" if tuning else args.out / "results.json"
     previous = {r["arm"]: r for r in json.loads(saved.read_text())} if saved.exists() and not args.quick else {}

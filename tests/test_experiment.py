@@ -59,3 +59,23 @@ def test_rewriting_the_results_keeps_the_analysis(tmp_path: Path) -> None:
     text = out.read_text()
     assert text.startswith("# Mine\n\nintro\n") and text.endswith("## Analysis\n\nkept\n")
     assert "| `iterkd` | 0.500 ±" in text and "| `iterkd` | 0.200 ±" not in text
+
+
+def test_tuning_runs_get_valid_distinct_run_ids() -> None:
+    """`--set lambda=0.1` once made the run id 'iterkd-s0-lambda0.1', which the controller refuses."""
+    import importlib.util
+
+    from iterkd.shared.stages import check_run_id
+
+    spec = importlib.util.spec_from_file_location("experiment", REPO / "examples" / "experiment.py")
+    assert spec and spec.loader
+    exp = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(exp)
+    sets = [["lambda=0.1"], ["lambda=0.0"], ["replay=false"], ["Pool=700", "lr=0.003", "steps_per_cycle=240"]]
+    tags = [exp.settings_tag(s, [0, 1, 2]) for s in sets]
+    assert tags[:3] == ["lambda0p1", "lambda0p0", "replayfalse"] and len(set(tags)) == 4
+    for tag in tags:
+        for arm in (*exp.ARMS, "questions"):
+            check_run_id(f"{arm}-s2-{tag}")
+    long_seed = exp.settings_tag(["replay=false"], [12])  # one more digit: the tag is hashed to fit
+    assert long_seed.startswith("set") and check_run_id(f"iterkd-no-feedback-update-s12-{long_seed}")
