@@ -24,7 +24,7 @@ from . import reap
 from .isolation import Isolation, setup, stdlib_only_sys_path
 from .languages import Toolchain, find_toolchains
 from .protocol import Inbox, send_msg
-from .scratch import ANSWER_DIR, MB, Scratch
+from .scratch import ANSWER_DIR, MB, Scratch, mount_tmpfs
 from .spawn import Plan, Step, spawn
 from .verdict import TOKEN_LEN, failure, verdict
 
@@ -127,13 +127,7 @@ class Worker:
         tmp = f"{self.iso.base}/slot"
         if not os.path.isdir(tmp):
             os.mkdir(tmp, 0o700)
-        size = int(self.cfg["disk_mb"]) * MB
-        k.mount("tmpfs", tmp, "tmpfs", k.MS_NOSUID | k.MS_NODEV, f"size={size},nr_inodes=16384,mode=0711")
-        for sub in ("tmp", "shm", "tmp/answer"):
-            os.mkdir(f"{tmp}/{sub}", 0o700 if sub == "tmp/answer" else 0o1777)
-            if uid is not None:
-                os.chown(f"{tmp}/{sub}", uid, uid)
-            os.chmod(f"{tmp}/{sub}", 0o700 if sub == "tmp/answer" else 0o1777)
+        mount_tmpfs(tmp, int(self.cfg["disk_mb"]) * MB, uid)
         return f"{tmp}/tmp/answer", ANSWER_DIR, tmp
 
     def _remove(self, here: str, private: str | None) -> None:

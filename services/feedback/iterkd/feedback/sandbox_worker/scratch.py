@@ -13,7 +13,8 @@ it was built. When nothing differs, the next answer sees exactly what a fresh tm
 and the tmpfs is kept; any difference (a file left, a directory chmod'ed, a timestamp moved, an
 attribute set) and it is replaced by a fresh one (~0.5 ms). Without root (no run uid) the worker
 keeps the per-answer tmpfs and mount namespace (``spawn.enter_private``): there an escaped process
-may outlive its answer, and must not see the next one's /tmp.
+may outlive its answer, and must not see the next one's /tmp; :func:`mount_tmpfs` and
+:func:`cover` build the same layout there.
 """
 
 from __future__ import annotations
@@ -24,6 +25,26 @@ from . import kernel as k
 
 MB = 1024 * 1024
 ANSWER_DIR = "/tmp/answer"  # the answer's directory, as it sees it, with a private tmp
+
+
+def mount_tmpfs(root: str, size: int, uid: int | None, flags: int = 0) -> None:
+    """A size-limited tmpfs at ``root`` holding ``tmp/`` and ``shm/`` (mode 1777) and
+    ``tmp/answer/`` (0700, the answer's directory), owned by the run uid where there is one."""
+    k.mount("tmpfs", root, "tmpfs", k.MS_NOSUID | k.MS_NODEV | flags, f"size={size},nr_inodes=16384,mode=0711")
+    for sub in ("tmp", "shm", "tmp/answer"):
+        path = f"{root}/{sub}"
+        mode = 0o700 if sub == "tmp/answer" else 0o1777
+        os.mkdir(path, mode)
+        if uid is not None:
+            os.chown(path, uid, uid)
+        os.chmod(path, mode)
+
+
+def cover(root: str, covered: tuple[str, ...]) -> None:
+    """Bind ``root/tmp`` (``root/shm`` for /dev/shm) over every covered place; /tmp last, since
+    ``root`` itself lies under the host's /tmp."""
+    for place in (*[p for p in covered if p != "/tmp"], "/tmp"):
+        k.mount(f"{root}/shm" if place == "/dev/shm" else f"{root}/tmp", place, None, k.MS_BIND)
 
 
 class Scratch:
@@ -42,17 +63,9 @@ class Scratch:
         self.build()
 
     def build(self) -> None:
-        k.mount("tmpfs", self.slot, "tmpfs", k.MS_NOSUID | k.MS_NODEV | k.MS_NOATIME,
-                f"size={self.size},nr_inodes=16384,mode=0711")
+        mount_tmpfs(self.slot, self.size, self.uid, k.MS_NOATIME)
         self.mounted = True
-        for sub in ("tmp", "shm", "tmp/answer"):
-            path = f"{self.slot}/{sub}"
-            mode = 0o700 if sub == "tmp/answer" else 0o1777
-            os.mkdir(path, mode)
-            os.chown(path, self.uid, self.uid)
-            os.chmod(path, mode)
-        for place in (*[p for p in self.covered if p != "/tmp"], "/tmp"):  # /tmp last, as in the host
-            k.mount(f"{self.slot}/shm" if place == "/dev/shm" else f"{self.slot}/tmp", place, None, k.MS_BIND)
+        cover(self.slot, self.covered)
         self.fresh = self.observe()
 
     def observe(self) -> tuple:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from . import kernel as k
 from . import reap
 from .isolation import Isolation
+from .scratch import cover
 from .verdict import TIMED_OUT_STATUS, failure
 
 Limit = tuple[int, tuple[int, int]]
@@ -159,11 +160,7 @@ def _encode(status: int) -> int:
 def enter_private(private: str, covered: tuple[str, ...]) -> None:
     """Own mount namespace; the answer's tmpfs covers every shared writable place (/tmp last)."""
     k.unshare(k.CLONE_NEWNS)
-    tmp, shm = f"{private}/tmp", f"{private}/shm"
-    for place in covered:
-        if place != "/tmp":
-            k.mount(shm if place == "/dev/shm" else tmp, place, None, k.MS_BIND)
-    k.mount(tmp, "/tmp", None, k.MS_BIND)  # last: the answer's tmpfs itself lies under the host's /tmp
+    cover(private, covered)
 
 
 def drop_privileges(iso: Isolation) -> None:
