@@ -217,10 +217,10 @@ def with_replay(examples: list[TrainingExample], counts: dict[str, int], earlier
 
 
 def _replayed(store: ArtifactStore, key: str) -> list[TrainingExample]:
-    """The earlier training set; an empty one (a cycle in which nothing passed) replays nothing."""
-    if not store.get_bytes(key).strip():
-        return []
-    return load_train_set(store, key)
+    """The earlier training set (one a train stage wrote: our examples), read once; an empty one
+    (a cycle in which nothing passed) replays nothing."""
+    examples = store.get_jsonl(key, TrainingExample)
+    return check_examples(examples, store.uri(key)) if examples else []
 
 
 def _cycle_examples(store: ArtifactStore, spec: TrainSpec) -> tuple[list[TrainingExample], dict[str, int]]:
