@@ -114,8 +114,6 @@ def arm_run(arm: str, seed: int, s: dict[str, Any], teacher_n: int, pool_source:
                                        "seed": seed},
                              "loss": {"lambda": 0.0 if one_shot or arm == "iterkd-no-contrastive" else s["lambda"]}}
     evolve: dict[str, Any] = {"generation": {"seed": seed}}
-    if one_shot:
-        evolve["generation"]["per_question"] = {"mastered": 0, "learning": 0, "struggling": 0}
     if arm == "iterkd-no-feedback-update":
         evolve["levels"] = {"assign": "random", "random_seed": seed}
     return {
@@ -128,9 +126,9 @@ def arm_run(arm: str, seed: int, s: dict[str, Any], teacher_n: int, pool_source:
             "teacher-solve": {"n": teacher_n, "temperature": 0.8, "max_new_tokens": 192},
             "train": {"config": train, "replay": bool(s["replay"]) and not one_shot},
             "student-solve": {"n": s["student_n"], "temperature": 0.8, "max_new_tokens": 192},
-            # One-shot arms stop after one cycle: nothing uses their student's feedback, so the judge
-            # (the teacher) is not spent on it.
-            "feedback": {"judge": not one_shot and arm != "iterkd-no-judge", "static": not one_shot},
+            # A run's last cycle (a one-shot arm's only one) leaves out student-solve, feedback and
+            # evolve: what they spend would feed a cycle that never comes.
+            "feedback": {"judge": arm != "iterkd-no-judge"},
             "evolve": {"config": evolve},
             "evaluate": {"n": 1, "temperature": 0.0, "max_new_tokens": 192},
         },
@@ -171,6 +169,9 @@ def budget(run_dir: Path, run: dict[str, Any]) -> dict[str, float]:
         cyc = run_dir / f"cycle-{c:03d}"
         samples = [json.loads(x) for x in (cyc / "teacher-solve" / "samples.jsonl").read_text().splitlines() if x]
         teacher += sum(1 for x in samples if x.get("model") != "reference")
+        tokens += _manifest(cyc / "train")["metrics"].get("tokens", 0.0)
+        if not (cyc / "evolve" / "_manifest.json").exists():
+            continue  # the last cycle leaves out student-solve, feedback and evolve (evolve_last_cycle off)
         ev = _manifest(cyc / "evolve")
         for st in ev["extra"].get("stats", []):
             teacher += int(st["asked"])
@@ -180,7 +181,6 @@ def budget(run_dir: Path, run: dict[str, Any]) -> dict[str, float]:
         fb = _manifest(cyc / "feedback")
         if run["stages"]["feedback"]["judge"]:
             teacher += int(fb["metrics"].get("samples", 0))  # the judge is the teacher model
-        tokens += _manifest(cyc / "train")["metrics"].get("tokens", 0.0)
     return {"teacher_generations": teacher, "student_train_tokens": tokens}
 
 
@@ -410,6 +410,7 @@ def main(argv: list[str] | None = None) -> int:
                     # of question writing on the seed pool, as one cycle of the full method does.
                     gen = arm_run("iterkd-no-feedback-update", sd, s, 1, f"miniature:seed:{s['depth']}", split)
                     gen["cycles"] = 1
+                    gen["evolve_last_cycle"] = True  # its one cycle is the last, and its questions are the point
                     gen["stages"]["train"]["config"]["optim"]["max_steps"] = 1
                     r = run_arm(root, base_cfg, targets, f"questions-s{sd}{suffix}", gen)
                     wall += r["wall_s"]

@@ -19,18 +19,22 @@ def test_the_experiment_runs_every_kind_of_arm_with_equal_budgets(tmp_path: Path
     env = {**os.environ, "ITERKD_HOME": str(tmp_path)}
     proc = subprocess.run(
         [sys.executable, str(REPO / "examples" / "experiment.py"), "--quick", "--seeds", "0", "--workdir",
-         str(tmp_path / "w"), "--arms", "student-base,iterkd,one-shot"],
+         str(tmp_path / "w"), "--arms", "student-base,iterkd,one-shot,one-shot-random-questions"],
         capture_output=True, text=True, env=env, timeout=1100)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     rows = {r["arm"]: r for r in json.loads(proc.stdout.strip().splitlines()[-1])}
-    assert set(rows) == {"student-base", "iterkd", "one-shot"}
+    assert set(rows) == {"student-base", "iterkd", "one-shot", "one-shot-random-questions"}
     for r in rows.values():
         assert all(0.0 <= x <= 1.0 for x in r["pass_at_1"]) and r["seeds"] == [0]
     assert len(rows["iterkd"]["curve"]) == 2  # one held-out pass@1 per cycle
-    full, one = rows["iterkd"]["teacher_generations"], rows["one-shot"]["teacher_generations"]
-    assert full > 0 and full - 6 < one <= full  # the same teacher budget, to within one answer per question
+    full = rows["iterkd"]["teacher_generations"]
+    for arm in ("one-shot", "one-shot-random-questions"):  # the same teacher budget, to within one answer
+        assert full > 0 and full - 8 < rows[arm]["teacher_generations"] <= full, arm  # per question
     runs = tmp_path / "w" / "store" / "runs"
     assert (runs / "iterkd-s0" / "cycle-002" / "evaluate" / "_manifest.json").exists()
+    assert not (runs / "iterkd-s0" / "cycle-002" / "evolve").exists()  # the last cycle writes no questions
+    questions = runs / "questions-s0" / "cycle-001" / "evolve" / "next_pool.jsonl"  # ... unless that is the point
+    assert questions.exists()
     train2 = json.loads((runs / "iterkd-s0" / "cycle-002" / "train" / "_manifest.json").read_text())
     assert "replay" in train2["inputs"]  # the cycled arms replay earlier cycles' answers
     assert json.loads((runs / "one-shot-s0" / "run.json").read_text())["cycles"] == 1

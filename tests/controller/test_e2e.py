@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from iterkd.controller.config import embedded_config
-from iterkd.shared.stages import STAGES
+from iterkd.shared.stages import NEXT_CYCLE_ONLY, STAGES, cycle_stages
 
 IKD = str(Path(sys.executable).with_name("iterkd"))
 pytestmark = pytest.mark.timeout(900)
@@ -168,16 +168,21 @@ def test_a_two_cycle_run_goes_through_every_stage_and_reports(reference: dict[st
     for png in ("pass_at_1.png", "pool.png", "training.png"):
         assert (report.parent / png).stat().st_size > 1000
     finished = [ln for ln in lines if ln.startswith("✓ cycle ") and " succeeded " in ln]
-    assert len(finished) == 2 * len(STAGES)  # one line per finished stage
+    assert len(finished) == 2 * len(STAGES) - len(NEXT_CYCLE_ONLY)  # one line per finished stage
+    assert "The last cycle leaves out student-solve, feedback, evolve" in text
 
     st = status(cfg, "e2e", root)
     assert st["state"] == "succeeded" and st["progress"] == 1.0 and len(st["cycles"]) == 2
     for c in st["cycles"]:
-        assert [s["name"] for s in c["stages"]] == list(STAGES)
+        # The last cycle runs no student-solve, feedback or evolve: they would only prepare a cycle 3.
+        assert [s["name"] for s in c["stages"]] == list(cycle_stages(c["cycle"], 2))
         assert all(s["state"] == "succeeded" and s["attempt"] == 1 for s in c["stages"])
         m = c["metrics"]
         assert 0 <= m["student_pass_at_1"] <= 1 and m["pool_size"] >= 1 and m["sft_loss"] > 0
-        assert sum(m["levels"].values()) == m["pool_size"]
+        if c["cycle"] == 1:
+            assert sum(m["levels"].values()) == m["pool_size"]
+        else:
+            assert m["levels"] is None and not (root / "store" / "runs" / "e2e" / "cycle-002" / "evolve").exists()
     # Cycle 2 answers the pool cycle 1 evolved, and trains from cycle 1's adapter.
     base = root / "store" / "runs" / "e2e"
     train2 = json.loads((base / "cycle-002" / "train" / "_manifest.json").read_text())
@@ -187,7 +192,8 @@ def test_a_two_cycle_run_goes_through_every_stage_and_reports(reference: dict[st
     # The story: one line per transition with run, cycle, stage, state, attempt.
     log = (root / "logs" / "controller-e2e.log").read_text().splitlines()
     done = [json.loads(x) for x in log if '"transition"' in x and '"succeeded"' in x]
-    assert {(e["cycle"], e["stage"]) for e in done if e["stage"]} == {(c, s) for c in (1, 2) for s in STAGES}
+    assert {(e["cycle"], e["stage"]) for e in done if e["stage"]} == {(c, s) for c in (1, 2)
+                                                                      for s in cycle_stages(c, 2)}
     assert all("attempt" in e and "run" in e for e in done)
     assert no_services_left(root, within_s=5), "the services end with `iterkd run`"
     # Runs, logs and report work on the finished run.
@@ -259,7 +265,7 @@ def test_cancel_stops_the_current_stage_and_marks_the_run(models: dict[str, Path
     st = status(cfg, "stop", tmp_path)
     stages = {s["name"]: s for s in st["cycles"][0]["stages"]}
     assert st["state"] == "cancelled" and stages["train"]["state"] == "cancelled"
-    assert stages["verify"]["state"] == "succeeded" and stages["student-solve"]["state"] == "pending"
+    assert stages["verify"]["state"] == "succeeded" and stages["evaluate"]["state"] == "pending"
     assert not (tmp_path / "store" / "runs" / "stop" / "cycle-001" / "train" / "_manifest.json").exists()
     assert no_services_left(tmp_path)
 
@@ -282,13 +288,17 @@ def test_a_failing_stage_records_its_cause_and_from_stage_reruns(
     ref_root, ref_cfg = reference["root"], reference["cfg"]
     before = (ref_root / "store" / "runs" / "e2e" / "cycle-002" / "evaluate" / "_manifest.json").read_bytes()
     out = ikd("run", "--config", str(ref_cfg), "--resume", "e2e", "--from-stage", "evolve", "--cycle", "2",
+              home=ref_root)  # a stage the last cycle does not run: refused before anything moves
+    assert out.returncode == 2 and "cycle 2 of run e2e does not run evolve" in out.stderr
+    assert not (ref_root / "store" / "runs" / "e2e" / "set-aside").exists()
+    out = ikd("run", "--config", str(ref_cfg), "--resume", "e2e", "--from-stage", "train", "--cycle", "2",
               home=ref_root)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     aside = list((ref_root / "store" / "runs" / "e2e" / "set-aside").glob("*/cycle-002/evaluate/_manifest.json"))
     assert len(aside) == 1 and aside[0].read_bytes() == before
     st = status(ref_cfg, "e2e", ref_root)
     c2 = {s["name"]: s for s in st["cycles"][1]["stages"]}
-    assert c2["evolve"]["attempt"] == 2 and c2["evaluate"]["attempt"] == 2 and c2["train"]["attempt"] == 1
+    assert c2["train"]["attempt"] == 2 and c2["evaluate"]["attempt"] == 2 and c2["verify"]["attempt"] == 1
 
 
 def test_a_two_cycle_run_on_the_s3_store(models: dict[str, Path], tmp_path: Path, s3_endpoint: str,
@@ -311,7 +321,7 @@ def test_a_two_cycle_run_on_the_s3_store(models: dict[str, Path], tmp_path: Path
     store = open_store(StoreConfig(**raw["store"]))
     keys = store.list("runs/s3run")
     assert "runs/s3run/cycle-002/train/adapter/adapter_model.safetensors" in keys
-    assert all(f"runs/s3run/cycle-00{c}/{s}/_manifest.json" in keys for c in (1, 2) for s in STAGES)
+    assert all(f"runs/s3run/cycle-00{c}/{s}/_manifest.json" in keys for c in (1, 2) for s in cycle_stages(c, 2))
     train2 = store.get_json("runs/s3run/cycle-002/train/_manifest.json")  # replay: cycle 1's set joins cycle 2's
     assert train2["inputs"]["replay"]["uri"].endswith("runs/s3run/cycle-001/train/train_set.jsonl")
 
@@ -339,7 +349,7 @@ def test_the_controller_service_starts_watches_and_cancels_runs(models: dict[str
         assert started.run_id == "svc" and started.cycles == 1
         seen = list(stub.WatchRun(controller_pb2.WatchRunRequest(run_id="svc"), timeout=600))
         assert seen[-1].state == "succeeded" and seen[-1].stage == ""
-        assert [e.stage for e in seen if e.state == "succeeded" and e.stage] == list(STAGES)
+        assert [e.stage for e in seen if e.state == "succeeded" and e.stage] == list(cycle_stages(1, 1))
         assert all(a.progress <= b.progress for a, b in itertools.pairwise(seen))  # progress never goes back
         got = stub.GetRun(controller_pb2.GetRunRequest(run_id="svc"))
         assert got.state == "succeeded" and got.progress == 1.0

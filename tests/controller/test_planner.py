@@ -8,10 +8,10 @@ import pytest
 
 from iterkd.controller.config import RunConfig
 from iterkd.controller.executors.local import LocalExecutor
-from iterkd.controller.orchestrator import Orchestrator
-from iterkd.controller.planner import Step, next_step, pool_key, stage_inputs
+from iterkd.controller.orchestrator import Orchestrator, parse_step
+from iterkd.controller.planner import Step, all_steps, next_step, pool_key, stage_inputs
 from iterkd.controller.runs import RunStore
-from iterkd.shared.stages import STAGES, StageWriter, stage_prefix
+from iterkd.shared.stages import CYCLE, NEXT_CYCLE_ONLY, STAGES, StageWriter, cycle_stages, stage_prefix
 from iterkd.shared.store import LocalStore
 
 
@@ -23,16 +23,48 @@ def finish(store: LocalStore, run: str, cycle: int, stage: str, outputs: dict[st
 
 def test_next_step_is_the_first_stage_without_a_manifest(tmp_path: Path) -> None:
     store = LocalStore(tmp_path)
-    assert next_step(store, "r", 2) == Step(1, "teacher-solve")
+    steps = all_steps(2, evolve_last_cycle=True)
+    assert next_step(store, "r", steps) == Step(1, "teacher-solve")
     for stage in STAGES:
         finish(store, "r", 1, stage)
     finish(store, "r", 2, "teacher-solve")
-    assert next_step(store, "r", 2) == Step(2, "verify")
+    assert next_step(store, "r", steps) == Step(2, "verify")
     store.put_bytes(f"{stage_prefix('r', 2, 'verify')}/verdicts.jsonl", b"")  # outputs without a manifest
-    assert next_step(store, "r", 2) == Step(2, "verify")  # ... are not a finished stage
+    assert next_step(store, "r", steps) == Step(2, "verify")  # ... are not a finished stage
     for stage in STAGES[1:]:
         finish(store, "r", 2, stage)
-    assert next_step(store, "r", 2) is None
+    assert next_step(store, "r", steps) is None
+
+
+def test_the_last_cycle_leaves_out_what_only_a_next_cycle_reads(tmp_path: Path) -> None:
+    """By default the last cycle runs teacher-solve, verify, train and evaluate: the judge calls and the
+    new questions of student-solve/feedback/evolve would feed a cycle that never comes."""
+    assert cycle_stages(1, 2) == STAGES
+    assert cycle_stages(2, 2) == ("teacher-solve", "verify", "train", "evaluate")
+    assert cycle_stages(2, 2, evolve_last_cycle=True) == STAGES
+    # The claim behind it: within a cycle, nothing outside those three reads their outputs.
+    for st in CYCLE:
+        if st.name not in NEXT_CYCLE_ONLY:
+            assert not {i.stage for i in st.inputs.values() if not i.previous} & set(NEXT_CYCLE_ONLY), st.name
+    store = LocalStore(tmp_path)
+    steps = all_steps(2)
+    assert len(steps) == 2 * len(STAGES) - 3
+    for step in steps[:-1]:
+        finish(store, "r", step.cycle, step.stage)
+    assert next_step(store, "r", steps) == Step(2, "evaluate")
+    finish(store, "r", 2, "evaluate")
+    assert next_step(store, "r", steps) is None  # done without cycle 2's evolve
+
+    orch = Orchestrator(store, LocalExecutor(store, {}))
+    cfg = RunConfig.model_validate({"cycles": 2, "pool": {"source": "seed", "limit": 2},
+                                    "eval": {"source": "seed", "limit": 1}})
+    record = orch.create(cfg, "lean")
+    assert record.steps == steps and record.total == 11
+    with pytest.raises(ValueError, match="cycle 2 of run lean does not run evolve"):
+        parse_step("evolve", 2, record)
+    assert parse_step("evolve", None, record) == Step(1, "evolve")  # the first cycle where it is not done
+    full = orch.create(cfg.model_copy(update={"evolve_last_cycle": True}), "full")
+    assert full.steps == all_steps(2, evolve_last_cycle=True) and full.total == 14
 
 
 def test_inputs_follow_the_cycle_the_pool_and_the_last_checkpoint(tmp_path: Path) -> None:
@@ -58,7 +90,7 @@ def test_from_stage_sets_later_outputs_aside_and_progress_counts_them_again(tmp_
     store = LocalStore(tmp_path)
     orch = Orchestrator(store, LocalExecutor(store, {}))
     cfg = RunConfig.model_validate({"cycles": 2, "pool": {"source": "seed", "limit": 2},
-                                    "eval": {"source": "seed", "limit": 1}})
+                                    "eval": {"source": "seed", "limit": 1}, "evolve_last_cycle": True})
     record = orch.create(cfg, "r")
     assert store.exists("runs/r/inputs/pool.jsonl") and record.progress == 0
     for cycle in (1, 2):
@@ -70,7 +102,7 @@ def test_from_stage_sets_later_outputs_aside_and_progress_counts_them_again(tmp_
 
     moved = orch.rerun_from("r", Step(2, "feedback"))
     assert moved == [stage_prefix("r", 2, s) for s in ("feedback", "evolve", "evaluate")]
-    assert next_step(store, "r", 2) == Step(2, "feedback")
+    assert next_step(store, "r", record.steps) == Step(2, "feedback")
     aside = [k for k in store.list("runs/r/set-aside")]
     assert sorted(k.split("/", 4)[-1] for k in aside if k.endswith("out.jsonl")) == [
         "cycle-002/evaluate/out.jsonl", "cycle-002/evolve/out.jsonl", "cycle-002/feedback/out.jsonl"]

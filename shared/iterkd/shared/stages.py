@@ -103,6 +103,17 @@ CYCLE: tuple[Stage, ...] = (
 )
 STAGES = tuple(s.name for s in CYCLE)
 BY_NAME = {s.name: s for s in CYCLE}
+# Stages whose outputs only the next cycle reads (its pool comes from evolve): a run's last cycle
+# leaves them out unless the run asks for them (``evolve_last_cycle``); the run's product, the
+# checkpoint, and its evaluation do not depend on them.
+NEXT_CYCLE_ONLY = ("student-solve", "feedback", "evolve")
+
+
+def cycle_stages(cycle: int, cycles: int, evolve_last_cycle: bool = False) -> tuple[str, ...]:
+    """The stages cycle ``cycle`` of a ``cycles``-cycle run runs, in order."""
+    if cycle == cycles and not evolve_last_cycle:
+        return tuple(s for s in STAGES if s not in NEXT_CYCLE_ONLY)
+    return STAGES
 
 
 def stage(name: str) -> Stage:

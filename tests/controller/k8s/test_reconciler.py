@@ -29,7 +29,8 @@ RUNS = "iterkd.io/v1alpha1/distillationruns"
 JOBS = "batch/v1/jobs"
 ROOT = Path(__file__).resolve().parents[3]
 CRD = ROOT / "helm" / "iterkd" / "crds" / "distillationruns.iterkd.io.yaml"
-SPEC = {"cycles": 1, "pool": {"source": "seed", "limit": 3}, "eval": {"source": "seed", "limit": 2},
+SPEC = {"cycles": 1, "evolve_last_cycle": True,  # every stage runs as a Job
+        "pool": {"source": "seed", "limit": 3}, "eval": {"source": "seed", "limit": 2},
         "kubernetes": {"backoffLimit": 1, "startDeadlineSeconds": 600,
                        "ttlSecondsAfterFinished": {"succeeded": 60, "failed": 600}}}
 

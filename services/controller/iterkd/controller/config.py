@@ -97,6 +97,10 @@ class RunConfig(Section):
     """What one distillation run does (the ``run`` section; a DistillationRun's spec)."""
 
     cycles: int = Field(default=2, ge=1, le=1000)
+    evolve_last_cycle: bool = Field(
+        default=False, description="run student-solve, feedback and evolve in the last cycle too; they only "
+                                   "prepare a next cycle's pool (teacher calls for the judge and new questions), "
+                                   "so by default the last cycle ends with train and evaluate")
     seed: int = Field(default=0, ge=0)
     pool: ProblemSet = Field(default_factory=ProblemSet)
     eval: ProblemSet = Field(default_factory=lambda: ProblemSet(source="humaneval", limit=16))

@@ -20,7 +20,7 @@ from typing import Any
 from iterkd.controller.config import RetryConfig, RunConfig
 from iterkd.controller.executors.base import Executor, StageStatus, Stopped
 from iterkd.controller.inputs import load_problem_set
-from iterkd.controller.planner import EVAL_INPUT, POOL_INPUT, Step, all_steps, later_steps, next_step
+from iterkd.controller.planner import EVAL_INPUT, POOL_INPUT, Step, later_steps, next_step
 from iterkd.controller.runs import TERMINAL, RunRecord, RunStore, StageRecord, now
 from iterkd.controller.stagerun import Progress, wait_between_attempts
 from iterkd.shared.errors import Conflict
@@ -119,7 +119,7 @@ class Orchestrator:
             raise Conflict(f"run {run_id} has {record.cycles} cycles; there is no cycle {start.cycle}")
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
         moved = []
-        for step in later_steps(record.cycles, start):
+        for step in later_steps(record.steps, start):
             prefix = stage_prefix(run_id, step.cycle, step.stage)
             keys = self.store.list(prefix)
             if keys:
@@ -142,7 +142,7 @@ class Orchestrator:
     # -- driving --------------------------------------------------------------------------------------
     def reconcile(self, record: RunRecord) -> None:
         """Recompute every stage's state from the manifests: the artifacts are the truth."""
-        for step in all_steps(record.cycles):
+        for step in record.steps:
             rec = record.record(step.cycle, step.stage)
             manifest = read_manifest(self.store, stage_prefix(record.run_id, step.cycle, step.stage))
             if manifest is not None and rec.state != "succeeded":
@@ -167,7 +167,7 @@ class Orchestrator:
         done = {Step(r.cycle, r.stage) for r in record.stages if r.state == "succeeded"}
         try:
             while True:
-                step = next_step(self.store, run_id, record.cycles, done)
+                step = next_step(self.store, run_id, record.steps, done)
                 if step is None:
                     record.state, record.message = "succeeded", f"{record.cycles} cycle(s) done"
                     self.runs.save(record)
@@ -300,5 +300,10 @@ def parse_step(stage: str, cycle: int | None, record: RunRecord) -> Step:
         cycle = next((r.cycle for r in record.stages if r.stage == stage and r.state != "succeeded"), record.cycles)
     if not 1 <= cycle <= record.cycles:
         raise ValueError(f"--cycle: run {record.run_id} has cycles 1..{record.cycles}, not {cycle}")
-    return Step(cycle, stage)
+    step = Step(cycle, stage)
+    if step not in record.steps:
+        raise ValueError(f"--from-stage {stage}: cycle {cycle} of run {record.run_id} does not run {stage} (the "
+                         "last cycle leaves out student-solve, feedback and evolve unless the run sets "
+                         "evolve_last_cycle); name an earlier --cycle")
+    return step
 

@@ -15,6 +15,7 @@ from iterkd.shared.stages import (
     STAGES,
     Input,
     checkpoint_entry,
+    cycle_stages,
     output_key,
     read_manifest,
     run_input_key,
@@ -35,19 +36,22 @@ class Step:
         return f"cycle {self.cycle} {self.stage}"
 
 
-def all_steps(cycles: int) -> list[Step]:
-    return [Step(c, s) for c in range(1, cycles + 1) for s in STAGES]
+def all_steps(cycles: int, evolve_last_cycle: bool = False) -> list[Step]:
+    """Every step of a ``cycles``-cycle run in order (the last cycle without the stages that only
+    prepare a next one, unless ``evolve_last_cycle``). A run's record holds this list
+    (:attr:`RunRecord.steps`), fixed when the run is created."""
+    return [Step(c, s) for c in range(1, cycles + 1) for s in cycle_stages(c, cycles, evolve_last_cycle)]
 
 
 def is_done(store: ArtifactStore, run_id: str, step: Step) -> bool:
     return read_manifest(store, stage_prefix(run_id, step.cycle, step.stage)) is not None
 
 
-def next_step(store: ArtifactStore, run_id: str, cycles: int, known_done: set[Step] | None = None) -> Step | None:
-    """The first stage, in cycle order, whose manifest does not exist; None when the run is done.
+def next_step(store: ArtifactStore, run_id: str, steps: list[Step], known_done: set[Step] | None = None) -> Step | None:
+    """The first of the run's ``steps`` whose manifest does not exist; None when the run is done.
     ``known_done``: steps the caller saw finished (a manifest is never removed while a run is
     driven), so a long run does not read every earlier manifest again at each step."""
-    for step in all_steps(cycles):
+    for step in steps:
         if known_done is not None and step in known_done:
             continue
         if not is_done(store, run_id, step):
@@ -93,9 +97,11 @@ def stage_inputs(store: ArtifactStore, run_id: str, step: Step) -> dict[str, str
     return out
 
 
-def later_steps(cycles: int, start: Step) -> list[Step]:
-    """``start`` and every step after it (what --from-stage re-runs)."""
-    steps = all_steps(cycles)
+def later_steps(steps: list[Step], start: Step) -> list[Step]:
+    """``start`` and every step after it among the run's ``steps`` (what --from-stage re-runs)."""
+    if start not in steps:
+        raise ValueError(f"the run has no step {start} (its last cycle runs only "
+                         f"{', '.join(s.stage for s in steps if s.cycle == start.cycle)})")
     return steps[steps.index(start):]
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from iterkd.controller.runs import RunRecord
 from iterkd.controller.status import LEVELS, run_status
-from iterkd.shared.stages import output_key
+from iterkd.shared.stages import STAGES, output_key
 from iterkd.shared.store import ArtifactNotFound, ArtifactStore
 
 NOTE_TINY = ("Tiny models show the mechanics of the cycle, not quality: with the embedded default's random "
@@ -112,6 +112,10 @@ def write_report(store: ArtifactStore, record: RunRecord, out: Path, tiny_models
              f"({record.cycles} cycle(s)); created {record.created_at}, updated {record.updated_at}.", ""]
     if tiny_models:
         lines += [f"> {NOTE_TINY}", ""]
+    left_out = [s for s in STAGES if (record.cycles, s) not in {(r.cycle, r.stage) for r in record.stages}]
+    if left_out:
+        lines += [f"The last cycle leaves out {', '.join(left_out)}: they only prepare a next cycle "
+                  "(`evolve_last_cycle: true` keeps them).", ""]
     if status["message"]:
         lines += [f"{status['message']}", ""]
     lines += ["| cycle | state | student pass@1 | teacher pass rate | SFT loss | margin | pool | mastered | learning "

@@ -17,8 +17,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from iterkd.controller.planner import Step, all_steps
 from iterkd.shared.errors import NotFound
-from iterkd.shared.stages import STAGES, run_prefix
+from iterkd.shared.stages import run_prefix
 from iterkd.shared.store import ArtifactNotFound, ArtifactStore
 
 RunState = Literal["pending", "running", "succeeded", "failed", "cancelled"]
@@ -56,8 +57,14 @@ class RunRecord(BaseModel):
 
     @classmethod
     def new(cls, run_id: str, cycles: int, config: dict[str, Any], executor: str = "local") -> RunRecord:
+        steps = all_steps(cycles, bool(config.get("evolve_last_cycle", False)))
         return cls(run_id=run_id, cycles=cycles, config=config, executor=executor,
-                   stages=[StageRecord(cycle=c, stage=s) for c in range(1, cycles + 1) for s in STAGES])
+                   stages=[StageRecord(cycle=s.cycle, stage=s.stage) for s in steps])
+
+    @property
+    def steps(self) -> list[Step]:
+        """The run's steps in order, as fixed when it was created (see :func:`planner.all_steps`)."""
+        return [Step(r.cycle, r.stage) for r in self.stages]
 
     def record(self, cycle: int, stage: str) -> StageRecord:
         for r in self.stages:
@@ -67,12 +74,14 @@ class RunRecord(BaseModel):
 
     @property
     def total(self) -> int:
-        return self.cycles * len(STAGES)
+        return len(self.stages)
 
     @property
     def progress(self) -> float:
         """Finished stages over all stages of all cycles: a fixed denominator, never goes back
         (a stage set aside by --from-stage is pending again, and counts again when it finishes)."""
+        if not self.stages:  # a record of a spec refused before any stage existed
+            return 0.0
         return sum(r.state == "succeeded" for r in self.stages) / self.total
 
     @property

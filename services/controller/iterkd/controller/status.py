@@ -13,7 +13,7 @@ from typing import Any
 from iterkd.controller.planner import pool_key
 from iterkd.controller.runs import RunRecord
 from iterkd.shared.formats import Sample, Verdict
-from iterkd.shared.stages import output_key, read_manifest, stage_prefix
+from iterkd.shared.stages import STAGES, output_key, read_manifest, stage_prefix
 from iterkd.shared.store import ArtifactNotFound, ArtifactStore
 
 LEVELS = ("mastered", "learning", "struggling")
@@ -116,15 +116,18 @@ def render_table(status: dict[str, Any]) -> Any:
     for c in status["cycles"]:
         m = c["metrics"]
         marks = Text()
-        for s in c["stages"]:
-            marks.append(_MARK.get(s["state"], "?"), style=_STYLE.get(s["state"], ""))
+        states = {s["name"]: s["state"] for s in c["stages"]}
+        for name in STAGES:  # a stage the cycle leaves out (the last cycle's evolve) shows as "-"
+            state = states.get(name, "skipped")
+            marks.append(_MARK.get(state, "?"), style=_STYLE.get(state, ""))
         lv = m["levels"]
         table.add_row(str(c["cycle"]), marks, Text(c["state"], style=_STYLE.get(c["state"], "")),
                       _fmt(m["student_pass_at_1"]), _fmt(m["teacher_pass_rate"], ".2f"), _fmt(m["sft_loss"]),
                       _fmt(m["contrastive_margin"], "+.3f"), _fmt(m["pool_size"], "d"),
                       "/".join(str(lv[k]) for k in LEVELS) if lv else "-")
-    legend = Text("stages: " + " ".join(s["name"] for s in status["cycles"][0]["stages"]), style="dim") \
-        if status["cycles"] else Text("")
+    legend = Text("stages: " + " ".join(STAGES) + ("  (- left out: the last cycle prepares no next one)"
+                                                    if any(len(c["stages"]) < len(STAGES) for c in status["cycles"])
+                                                    else ""), style="dim") if status["cycles"] else Text("")
     parts: list[Any] = [head, table, legend]
     failed = [(c["cycle"], s) for c in status["cycles"] for s in c["stages"] if s["state"] == "failed"]
     for cycle, s in failed:
@@ -134,5 +137,6 @@ def render_table(status: dict[str, Any]) -> Any:
     return Group(*parts)
 
 
-_MARK = {"succeeded": "✓", "running": "…", "failed": "✗", "cancelled": "⊘", "pending": "·"}
-_STYLE = {"succeeded": "green", "running": "yellow", "failed": "red", "cancelled": "magenta", "pending": "dim"}
+_MARK = {"succeeded": "✓", "running": "…", "failed": "✗", "cancelled": "⊘", "pending": "·", "skipped": "-"}
+_STYLE = {"succeeded": "green", "running": "yellow", "failed": "red", "cancelled": "magenta", "pending": "dim",
+          "skipped": "dim"}
