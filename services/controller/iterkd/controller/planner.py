@@ -100,8 +100,8 @@ def stage_inputs(store: ArtifactStore, run_id: str, step: Step) -> dict[str, str
 def later_steps(steps: list[Step], start: Step) -> list[Step]:
     """``start`` and every step after it among the run's ``steps`` (what --from-stage re-runs)."""
     if start not in steps:
-        raise ValueError(f"the run has no step {start} (its last cycle runs only "
-                         f"{', '.join(s.stage for s in steps if s.cycle == start.cycle)})")
+        raise ValueError(f"the run has no step {start} (its cycle {start.cycle} runs "
+                         f"{', '.join(s.stage for s in steps if s.cycle == start.cycle) or 'nothing'})")
     return steps[steps.index(start):]
 
 
