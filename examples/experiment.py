@@ -412,6 +412,8 @@ def main(argv: list[str] | None = None) -> int:
                     gen["cycles"] = 1
                     gen["evolve_last_cycle"] = True  # its one cycle is the last, and its questions are the point
                     gen["stages"]["train"]["config"]["optim"]["max_steps"] = 1
+                    # Random levels read no feedback: judge calls here would be budget spent on nothing.
+                    gen["stages"]["feedback"]["judge"] = False
                     r = run_arm(root, base_cfg, targets, f"questions-s{sd}{suffix}", gen)
                     wall += r["wall_s"]
                     spent = r["budget"]["teacher_generations"]
