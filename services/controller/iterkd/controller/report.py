@@ -112,7 +112,8 @@ def write_report(store: ArtifactStore, record: RunRecord, out: Path, tiny_models
              f"({record.cycles} cycle(s)); created {record.created_at}, updated {record.updated_at}.", ""]
     if tiny_models:
         lines += [f"> {NOTE_TINY}", ""]
-    left_out = [s for s in STAGES if (record.cycles, s) not in {(r.cycle, r.stage) for r in record.stages}]
+    last = {r.stage for r in record.stages if r.cycle == record.cycles}
+    left_out = [s for s in STAGES if s not in last]
     if left_out:
         lines += [f"The last cycle leaves out {', '.join(left_out)}: they only prepare a next cycle "
                   "(`evolve_last_cycle: true` keeps them).", ""]

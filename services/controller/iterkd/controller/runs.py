@@ -78,7 +78,7 @@ class RunRecord(BaseModel):
 
     @property
     def progress(self) -> float:
-        """Finished stages over all stages of all cycles: a fixed denominator, never goes back
+        """Finished stages over the run's stages: a fixed denominator, never goes back
         (a stage set aside by --from-stage is pending again, and counts again when it finishes)."""
         if not self.stages:  # a record of a spec refused before any stage existed
             return 0.0
