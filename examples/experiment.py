@@ -13,8 +13,8 @@ and the feedback service scores them. Arms:
 * ``one-shot``: one cycle, SFT only, the whole teacher budget spent on the seed pool (n answers per
   question), no new questions;
 * ``one-shot-random-questions``: first the teacher writes new questions at random levels (the
-  question service, no feedback), then one cycle of SFT on the seed pool plus those questions with
-  the rest of the budget;
+  question service, no feedback, so no judge calls), then one cycle of SFT on the seed pool plus
+  those questions with the rest of the budget;
 * ``iterkd``: the full method, K cycles; ``iterkd-no-contrastive`` (lambda 0),
   ``iterkd-no-feedback-update`` (levels at random), ``iterkd-no-judge`` (execution and pylint only).
 
