@@ -92,3 +92,35 @@ def test_question_requests_are_the_question_services_prompts() -> None:
 def test_student_data_is_single_steps_only() -> None:
     exs = miniature.examples(miniature.PRESETS["full"].student_train, 200, seed=0)
     assert all(e.kind == "solve" and len(e.chain) == 1 for e in exs)
+
+
+def test_bucketed_batches_cover_every_example_once_with_less_padding() -> None:
+    spec = miniature.TrainSpec(steps=40, batch_size=4, lr=1e-3, bucket=8)
+    rng = random.Random(0)
+    encoded = [([1] * rng.randint(5, 60), [2] * rng.randint(1, 20)) for _ in range(spec.steps * spec.batch_size)]
+    bucketed = miniature._batches(encoded, spec, seed=1)
+    plain = miniature._batches(encoded, miniature.TrainSpec(steps=40, batch_size=4, lr=1e-3), seed=1)
+    assert len(bucketed) == len(plain) == spec.steps and all(len(b) == 4 for b in bucketed)
+    assert sorted(map(id, (ex for b in bucketed for ex in b))) == sorted(map(id, encoded))
+    assert bucketed == miniature._batches(encoded, spec, seed=1)  # deterministic for a seed
+
+    def padded(batches: list) -> int:
+        return sum(len(b) * max(len(p) + len(a) for p, a in b) for b in batches)
+
+    assert padded(bucketed) < 0.8 * padded(plain)
+
+
+def test_right_padding_needs_no_attention_mask_for_the_loss() -> None:
+    """Bucketed training passes no attention mask: under a causal mask real tokens never see the
+    right padding, so the loss on the answer tokens is the masked one."""
+    import torch
+
+    shape = miniature.PRESETS["quick"].teacher
+    model = miniature._build_model(shape, 64, 1, seed=0)
+    ids = torch.tensor([[5, 6, 7, 8, 9, 10], [11, 12, 13, 0, 0, 0]])
+    mask = torch.tensor([[1] * 6, [1, 1, 1, 0, 0, 0]])
+    labels = torch.tensor([[-100, -100, 7, 8, 9, 10], [-100, 12, 13, -100, -100, -100]])
+    with torch.no_grad():
+        masked = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        unmasked = model(input_ids=ids, attention_mask=None, labels=labels).loss
+    torch.testing.assert_close(masked, unmasked)

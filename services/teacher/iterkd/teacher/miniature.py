@@ -67,6 +67,11 @@ class TrainSpec:
     question_fraction: float = 0.0  # share of examples that are question-writing requests
     depths: tuple[int, ...] = (1, 2, 3)
     split_weights: tuple[tuple[str, float], ...] = (("primitives", 0.2), ("seed", 0.8))
+    # > 0: each run of ``bucket`` batches is cut from its examples sorted by length and the
+    # batches are shuffled: ~3% padding instead of ~35%, and no attention mask (answers are
+    # right-padded under a causal mask, so real tokens never see a pad): ~1.6x the tokens per
+    # second. 0 (the ``full`` preset): consecutive examples, as the results table's models were built.
+    bucket: int = 0
 
 
 @dataclass(frozen=True)
@@ -101,11 +106,23 @@ PRESETS: dict[str, MiniaturePreset] = {
         student_train=TrainSpec(steps=1200, batch_size=4, lr=3e-3, depths=(1,), split_weights=(("primitives", 1.0),)),
         corpus_tasks=3000,
     ),
+    # The demo's models (`make demo`): the full shapes and data mix with bucketed batches and fewer
+    # teacher steps, so that building them and a 2-cycle run fit in 10 minutes on 2 cores.
+    "demo": MiniaturePreset(
+        vocab_size=2048,
+        teacher=_shape(192, 512, 4, 6),
+        student=_shape(128, 256, 2, 4),
+        teacher_train=TrainSpec(steps=900, batch_size=8, lr=3e-3, question_fraction=0.15, bucket=16,
+                                split_weights=(("primitives", 0.25), ("seed:2", 0.65), ("seed:3", 0.10))),
+        student_train=TrainSpec(steps=1200, batch_size=4, lr=3e-3, depths=(1,), bucket=16,
+                                split_weights=(("primitives", 1.0),)),
+        corpus_tasks=3000,
+    ),
     "quick": MiniaturePreset(
         vocab_size=600,
         teacher=_shape(48, 96, 1, 2, stdlib_bytes=0),
         student=_shape(32, 64, 1, 2, stdlib_bytes=0),
-        teacher_train=TrainSpec(steps=4, batch_size=4, lr=3e-3, question_fraction=0.25),
+        teacher_train=TrainSpec(steps=4, batch_size=4, lr=3e-3, question_fraction=0.25, bucket=2),
         student_train=TrainSpec(steps=3, batch_size=4, lr=3e-3, depths=(1,), split_weights=(("primitives", 1.0),)),
         corpus_tasks=150,
     ),
@@ -274,8 +291,7 @@ def train(model: LlamaForCausalLM, tokenizer: Any, spec: TrainSpec, seed: int,
     started = time.perf_counter()
     loss_value = float("nan")
     limit = model.config.max_position_embeddings
-    for step in range(spec.steps):
-        batch = encoded[step * spec.batch_size:(step + 1) * spec.batch_size]
+    for step, batch in enumerate(_batches(encoded, spec, seed)):
         seqs = [(p + a)[:limit] for p, a in batch]
         width = max(len(s) for s in seqs)
         ids = torch.full((len(seqs), width), pad, dtype=torch.long)
@@ -285,7 +301,7 @@ def train(model: LlamaForCausalLM, tokenizer: Any, spec: TrainSpec, seed: int,
             ids[r, :len(s)] = torch.tensor(s)
             mask[r, :len(s)] = 1
             labels[r, len(p):len(s)] = torch.tensor(s[len(p):], dtype=torch.long)
-        out = model(input_ids=ids, attention_mask=mask, labels=labels)
+        out = model(input_ids=ids, attention_mask=None if spec.bucket else mask, labels=labels)
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optim.step()
@@ -299,6 +315,23 @@ def train(model: LlamaForCausalLM, tokenizer: Any, spec: TrainSpec, seed: int,
                 f"({spent:.0f}s, {tokens / max(spent, 1e-9):.0f} tokens/s)")
     model.eval()
     return {"final_loss": loss_value, "train_tokens": float(tokens), "examples": float(len(exs))}
+
+
+def _batches(encoded: list[tuple[list[int], list[int]]], spec: TrainSpec,
+             seed: int) -> list[list[tuple[list[int], list[int]]]]:
+    """The training batches in order: consecutive examples, or bucketed (see ``TrainSpec.bucket``)."""
+    size = spec.batch_size
+    if not spec.bucket:
+        return [encoded[i:i + size] for i in range(0, spec.steps * size, size)]
+    rng = random.Random(f"miniature-buckets:{seed}")
+    window = spec.bucket * size
+    out: list[list[tuple[list[int], list[int]]]] = []
+    for start in range(0, len(encoded), window):
+        chunk = sorted(encoded[start:start + window], key=lambda pa: len(pa[0]) + len(pa[1]))
+        group = [chunk[i:i + size] for i in range(0, len(chunk), size)]
+        rng.shuffle(group)
+        out.extend(group)
+    return out
 
 
 def _save(model: Any, tokenizer: Any, folder: Path, meta: dict[str, Any]) -> None:

@@ -64,7 +64,9 @@ def register_miniature(sub: argparse._SubParsersAction) -> None:
         description="Build OUT/teacher and OUT/student: small Llamas trained on the miniature world with the "
                     "services' exact prompts (see docs/miniature.md). Deterministic for a preset and seed.")
     mini.add_argument("--out", required=True, help="output directory (created atomically)")
-    mini.add_argument("--preset", default="full", help="full (minutes) | quick (seconds, for tests)")
+    mini.add_argument("--preset", default="full",
+                      help="full (the results table; ~11 min on 2 cores) | demo (make demo; ~5 min) | "
+                           "quick (seconds, for tests)")
     mini.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     mini.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --out")
     mini.add_argument("--quiet", action="store_true", help="no training progress on stderr")
