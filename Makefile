@@ -9,7 +9,7 @@ CONSTRAINTS ?= constraints.txt
 SERVICES := shared shared-torch services/feedback services/teacher[hf] services/trainer services/questions services/controller[kubernetes]
 DEV_TOOLS := pytest pytest-timeout psutil ruff import-linter grpcio-tools 'moto[server]' boto3 kubernetes kubernetes-validate helm-python-sdk
 
-.PHONY: install test lint protos bench demo clean check-protos experiment images k8s
+.PHONY: install test lint protos bench demo demo-seed clean check-protos experiment images k8s
 
 $(VENV)/.installed: $(CONSTRAINTS) shared/pyproject.toml shared-torch/pyproject.toml $(wildcard services/*/pyproject.toml)
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -32,18 +32,31 @@ protos: install
 bench: install
 	$(PY) bench/run_all.py
 
-# The embedded default: tiny local models and a local store under $(ITERKD_HOME); `iterkd status`,
-# `iterkd report` and `iterkd runs` find the run there afterwards.
+# The embedded default: the miniature world (docs/miniature.md), its models built once under
+# $(ITERKD_HOME)/miniature (~5 min on 2 cores), a 2-cycle run (~2 min) and a local store there;
+# `iterkd status`, `iterkd report` and `iterkd runs` find the run afterwards.
 ITERKD_HOME ?= $(HOME)/.iterkd
 export ITERKD_HOME
 IKD := $(VENV)/bin/iterkd
+MINI := $(ITERKD_HOME)/miniature
+
 
 demo: install
+	@test -f $(MINI)/teacher/config.json -a -f $(MINI)/student/config.json || \
+	  $(IKD) models miniature --preset demo --seed 0 --out $(MINI) --overwrite
+	@test -f $(MINI)/heldout.jsonl || \
+	  $(IKD) world export --split heldout --n 200 --seed 10000 --depth 2 --out $(MINI)/heldout.jsonl
+	$(IKD) run
+
+# The seed world: the 66 seed questions with tiny random models (the mechanics, not quality).
+demo-seed: install
 	@test -f $(ITERKD_HOME)/models/teacher/config.json || \
 	  $(IKD) models tiny --out $(ITERKD_HOME)/models/teacher --preset small --seed 0 --warmup-steps 60 --overwrite
 	@test -f $(ITERKD_HOME)/models/student/config.json || \
 	  $(IKD) models tiny --out $(ITERKD_HOME)/models/student --preset small --seed 1 --warmup-steps 60 --overwrite
-	$(IKD) run
+	$(IKD) config init --world seed > $(ITERKD_HOME)/seed-world.yaml.tmp
+	mv $(ITERKD_HOME)/seed-world.yaml.tmp $(ITERKD_HOME)/seed-world.yaml
+	$(IKD) run --config $(ITERKD_HOME)/seed-world.yaml
 
 # Container images, one per service (Docker is needed; nothing here runs it in tests). The teacher
 # has two: the light remote gateway (default) and `-hf`, the local transformers backend on CUDA.

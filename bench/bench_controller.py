@@ -99,7 +99,7 @@ def s3_store() -> tuple[ArtifactStore, Any]:
 
 
 def real_cycle(pool: int, models: dict[str, Path], root: Path) -> dict[str, Any]:
-    raw = embedded_config(questions=pool, cycles=1, workdir=root, eval_size=8)
+    raw = embedded_config("seed", questions=pool, cycles=1, workdir=root, eval_size=8)
     raw["teacher"]["model"] = str(models["teacher"])
     raw["trainer"]["base_model"] = str(models["student"])
     raw["trainer"]["optim"]["epochs"] = 1

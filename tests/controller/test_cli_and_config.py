@@ -24,7 +24,8 @@ def ikd(*args: str, home: Path, cwd: Path | None = None) -> subprocess.Completed
 
 
 def test_config_init_prints_the_embedded_default_and_check_accepts_it(tmp_path: Path) -> None:
-    out = ikd("config", "init", "--questions", "5", "--cycles", "3", "--workdir", str(tmp_path / "w"), home=tmp_path)
+    out = ikd("config", "init", "--world", "seed", "--questions", "5", "--cycles", "3", "--workdir",
+              str(tmp_path / "w"), home=tmp_path)
     assert out.returncode == 0, out.stderr
     data = yaml.safe_load(out.stdout)
     assert data["run"]["cycles"] == 3 and data["run"]["pool"] == {"source": "seed", "limit": 5}
@@ -34,9 +35,26 @@ def test_config_init_prints_the_embedded_default_and_check_accepts_it(tmp_path: 
     check = ikd("config", "check", str(path), home=tmp_path)
     assert check.returncode == 0, check.stderr
     assert json.loads(check.stdout.splitlines()[-1])["cycles"] == 3
-    # The default that `make demo` runs validates as it is, and points at $ITERKD_HOME.
-    cfg = parse_config(embedded_config(), ControllerFileConfig)
-    assert cfg.controller.executor == "local" and cfg.run.stages.teacher_solve.include_references
+    # The default that `make demo` runs: the miniature world, its files under $ITERKD_HOME.
+    out = ikd("config", "init", home=tmp_path)
+    assert out.returncode == 0, out.stderr
+    raw = yaml.safe_load(out.stdout)
+    cfg = parse_config(raw, ControllerFileConfig)
+    assert cfg.controller.executor == "local" and cfg.run.pool.source == "miniature:seed:2"
+    assert cfg.run.eval.source == "miniature:heldout:2" and cfg.run.stages.train.replay
+    assert raw["teacher"]["model"] == str(tmp_path / "miniature" / "teacher")
+    assert raw["questions"]["decontamination"]["extra_sets"] == [str(tmp_path / "miniature" / "heldout.jsonl")]
+    assert raw == embedded_config(workdir=tmp_path)
+    with pytest.raises(ValueError, match="unknown world 'mini'"):
+        embedded_config("mini")
+
+
+def test_run_without_config_names_the_missing_demo_files_and_writes_nothing(tmp_path: Path) -> None:
+    out = ikd("run", "--run-id", "r1", home=tmp_path)
+    assert out.returncode == 2, out.stderr
+    assert f"needs {tmp_path / 'miniature' / 'teacher'}" in out.stderr, out.stderr
+    assert "heldout.jsonl" in out.stderr and "make demo" in out.stderr and "--world seed" in out.stderr
+    assert not (tmp_path / "store" / "runs" / "r1").exists()
 
 
 def test_config_schema_is_json_schema_of_every_section(tmp_path: Path) -> None:
@@ -80,7 +98,7 @@ def test_run_usage_errors_exit_2_and_write_nothing(tmp_path: Path) -> None:
         assert out.returncode == 2, (args, out.stdout, out.stderr)
         assert message in out.stderr, (args, out.stderr)
     cfg = tmp_path / "run.yaml"
-    raw = embedded_config(workdir=tmp_path / "w")
+    raw = embedded_config("seed", workdir=tmp_path / "w")
     raw["run"]["pool"] = {"source": "no/such/pool.jsonl"}
     cfg.write_text(yaml.safe_dump(raw))
     out = ikd("run", "--config", str(cfg), "--run-id", "bad", home=home)

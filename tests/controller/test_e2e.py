@@ -38,7 +38,7 @@ def models(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> di
 
 
 def fast_config(root: Path, models: dict[str, Path], cycles: int = 2, **run: Any) -> Path:
-    raw = embedded_config(questions=3, cycles=cycles, workdir=root, eval_size=2)
+    raw = embedded_config("seed", questions=3, cycles=cycles, workdir=root, eval_size=2)
     raw["logging"]["level"] = "INFO"
     raw["teacher"]["model"] = str(models["teacher"])
     raw["trainer"]["base_model"] = str(models["student"])

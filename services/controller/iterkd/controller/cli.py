@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from iterkd.controller.config import (
+    WORLDS,
     ControllerFileConfig,
     embedded_config_yaml,
     iterkd_home,
     load_run_config,
+    miniature_files,
     run_schema,
 )
 from iterkd.controller.runs import TERMINAL, RunRecord, RunStore
@@ -158,6 +160,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         if record.state == "running" and controller_alive(store, record.run_id):
             raise Conflict(f"run {record.run_id} is being driven by another controller right now (its heartbeat "
                            "is fresh); cancel it or wait for it to end")
+    if args.config is None:
+        _check_embedded_files()
+    if args.resume:
         if args.from_stage:
             placeholder.rerun_from(record.run_id, parse_step(args.from_stage, args.cycle, record))
     else:
@@ -178,9 +183,22 @@ def cmd_run(args: argparse.Namespace) -> int:
                 final = orch.drive(run_id)
             finally:
                 executor.close()
-    report = write_report(store, final, workdir / "reports" / run_id, tiny_models=args.config is None)
+    report = write_report(store, final, workdir / "reports" / run_id, miniature=args.config is None)
     print(report, flush=True)
     return 0 if final.state == "succeeded" else 1
+
+
+def _check_embedded_files() -> None:
+    """The embedded default runs on files that `make demo` builds: say which are missing, and how."""
+    home = iterkd_home()
+    missing = [str(path) for path in miniature_files(home).values() if not path.exists()]
+    if missing:
+        raise UsageError(
+            f"the embedded default (the miniature world) needs {', '.join(missing)}; build them with "
+            f"`make demo`, or `iterkd models miniature --preset demo --out {home / 'miniature'}` and "
+            f"`iterkd world export --split heldout --n 200 --seed 10000 --depth 2 --out "
+            f"{home / 'miniature' / 'heldout.jsonl'}`; or give a configuration with --config "
+            "(`iterkd config init --world seed` for the seed questions)")
 
 
 def _submit_to_cluster(args: argparse.Namespace, cfg: ControllerFileConfig) -> int:
@@ -367,7 +385,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     cfg, _, store = _store(args)
     record = _record(RunStore(store), args.run)
     out = Path(args.out) if args.out else _workdir(cfg) / "reports" / record.run_id
-    print(write_report(store, record, out, tiny_models=args.config is None))
+    print(write_report(store, record, out, miniature=args.config is None))
     return 0
 
 
@@ -386,7 +404,8 @@ def cmd_config(args: argparse.Namespace) -> int:
             raise UsageError("--questions must be >= 1")
         if args.cycles < 1:
             raise UsageError("--cycles must be >= 1")
-        print(embedded_config_yaml(questions=args.questions or 24, cycles=args.cycles, workdir=args.workdir), end="")
+        print(embedded_config_yaml(args.world, questions=args.questions, cycles=args.cycles, workdir=args.workdir),
+              end="")
     elif args.action == "schema":
         print(json.dumps(run_schema(), indent=2))
     else:
@@ -402,7 +421,10 @@ def register_config(sub: Any) -> None:
     p = sub.add_parser("config", help="the run configuration: init (print the default), schema, check FILE")
     p.add_argument("action", choices=("init", "schema", "check"))
     p.add_argument("file", nargs="?", help="with check: the file to validate")
-    p.add_argument("--questions", type=int, help="with init: seed questions in the pool (default 24)")
+    p.add_argument("--world", choices=WORLDS, default="miniature",
+                   help="with init: miniature (the embedded default) or seed (66 seed questions, tiny models)")
+    p.add_argument("--questions", type=int,
+                   help="with init: questions in the pool (default 256 in the miniature world, 24 in the seed one)")
     p.add_argument("--cycles", type=int, default=2, help="with init: cycles (default 2)")
     p.add_argument("--workdir", help="with init: folder for models, store and logs (default $ITERKD_HOME)")
     p.set_defaults(func=_guard(cmd_config))

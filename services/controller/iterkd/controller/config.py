@@ -6,8 +6,10 @@ retries, Kubernetes settings) and ``run`` (what to distill: pool, cycles, per-st
 evaluation). In a cluster a DistillationRun's spec is exactly the ``run`` section.
 
 :func:`embedded_config` is the embedded default that ``make demo`` runs and that every command uses
-when it is given no ``--config``: tiny local models and a local store under ``$ITERKD_HOME``
-(default ``~/.iterkd``), so after ``make demo`` a bare ``iterkd status`` finds the run.
+when it is given no ``--config``: the miniature world's models (docs/miniature.md) and a local
+store under ``$ITERKD_HOME`` (default ``~/.iterkd``), so after ``make demo`` a bare ``iterkd
+status`` finds the run. ``world="seed"`` gives the earlier default: the 66 seed questions with
+tiny random models (``iterkd config init --world seed``), which shows the mechanics only.
 """
 
 from __future__ import annotations
@@ -193,10 +195,75 @@ def iterkd_home() -> Path:
     return Path(os.environ.get("ITERKD_HOME") or Path.home() / ".iterkd").expanduser()
 
 
-def embedded_config(questions: int | None = 24, cycles: int = 2, workdir: str | os.PathLike[str] | None = None,
-                    eval_size: int = 16) -> dict[str, Any]:
-    """The embedded default (what ``make demo`` runs): tiny local models under the work folder."""
+WORLDS = ("miniature", "seed")
+
+
+def miniature_files(home: Path) -> dict[str, Path]:
+    """What the miniature embedded default needs under ``home`` (``make demo`` makes them)."""
+    folder = home / "miniature"
+    return {"teacher": folder / "teacher", "student": folder / "student", "heldout": folder / "heldout.jsonl"}
+
+
+def embedded_config(world: str = "miniature", questions: int | None = None, cycles: int = 2,
+                    workdir: str | os.PathLike[str] | None = None, eval_size: int | None = None) -> dict[str, Any]:
+    """The embedded default (what ``make demo`` runs), in the ``miniature`` world or the ``seed`` one."""
+    if world not in WORLDS:
+        raise ValueError(f"unknown world {world!r}; choose one of {', '.join(WORLDS)}")
     home = Path(workdir).expanduser().resolve() if workdir else iterkd_home()
+    if world == "seed":
+        return _seed_config(home, 24 if questions is None else questions, cycles, eval_size or 16)
+    return _miniature_config(home, 256 if questions is None else questions, cycles, eval_size or 200)
+
+
+def _miniature_config(home: Path, questions: int, cycles: int, eval_size: int) -> dict[str, Any]:
+    """The miniature world with the settings of docs/results.md's ``iterkd-no-contrastive`` arm.
+
+    Two departures from the trainer's and the feedback service's defaults, both measured there:
+    the contrastive weight is 0 (at this scale the pair term halves what the student learns; set
+    ``trainer.loss.lambda`` to see it) and the judge is off (the miniature teacher was never
+    trained to judge: it parses none of its verdicts; a real code model can).
+    """
+    files = miniature_files(home)
+    sampling = {"temperature": 0.8, "max_new_tokens": 192}
+    return {
+        "store": {"backend": "local", "root": str(home / "store")},
+        "logging": {"level": "INFO", "format": "json"},
+        "controller": {"executor": "local", "workdir": str(home)},
+        "teacher": {"backend": "hf", "model": str(files["teacher"]), "micro_batch_size": 16,
+                    "prompts": {"use_chat_template": True}},
+        "trainer": {
+            "base_model": str(files["student"]), "device": "cpu", "prompts": {"use_chat_template": True},
+            "lora": {"enabled": False},
+            "loss": {"lambda": 0.0},
+            "optim": {"lr": 3e-3, "batch_size": 8, "max_length": 512, "save_every_steps": 50},
+        },
+        "feedback": {"sandbox": {"timeout_s": 3.0}, "judge": {"enabled": False}},
+        "questions": {
+            "generation": {"per_question": {"mastered": 1, "learning": 1, "struggling": 1},
+                           "max_new_tokens": 256, "samples_per_question": 1, "solve_max_new_tokens": 192},
+            "pool": {"max_size": questions},
+            # New questions never copy a held-out problem (the evaluation set's compositions).
+            "decontamination": {"extra_sets": [str(files["heldout"])]},
+        },
+        "run": {
+            "cycles": cycles,
+            "seed": 0,
+            "pool": {"source": "miniature:seed:2", "limit": questions, "seed": 0},
+            "eval": {"source": "miniature:heldout:2", "limit": eval_size, "seed": 10000},
+            "stages": {
+                "teacher-solve": {"n": 2, **sampling},
+                "train": {"config": {"optim": {"max_steps": 120, "seed": 0}}, "replay": True},
+                "student-solve": {"n": 1, **sampling},
+                "feedback": {"judge": False},
+                "evolve": {"config": {"generation": {"seed": 0}}},
+                "evaluate": {"n": 1, "temperature": 0.0, "max_new_tokens": 192},
+            },
+        },
+    }
+
+
+def _seed_config(home: Path, questions: int, cycles: int, eval_size: int) -> dict[str, Any]:
+    """The 66 seed questions with tiny random models under ``home/models``: the mechanics only."""
     models = home / "models"
     return {
         "store": {"backend": "local", "root": str(home / "store")},
@@ -230,10 +297,15 @@ def embedded_config(questions: int | None = 24, cycles: int = 2, workdir: str | 
     }
 
 
-def embedded_config_yaml(**kwargs: Any) -> str:
-    head = ("# IterKD's embedded default: tiny local models, a local store, the four services started on\n"
-            "# 127.0.0.1 by `iterkd run`. Tiny models show the mechanics, not quality.\n")
-    return head + yaml.safe_dump(embedded_config(**kwargs), sort_keys=False)
+def embedded_config_yaml(world: str = "miniature", **kwargs: Any) -> str:
+    heads = {
+        "miniature": "# IterKD's embedded default: the miniature world's models (make demo builds them), a local\n"
+                     "# store, the four services started on 127.0.0.1 by `iterkd run` (docs/miniature.md).\n",
+        "seed": "# The seed world: 66 seed questions, tiny random models (make demo-seed builds them), a\n"
+                "# local store, the four services started on 127.0.0.1 by `iterkd run`. It shows the mechanics,\n"
+                "# not quality.\n",
+    }
+    return heads[world] + yaml.safe_dump(embedded_config(world, **kwargs), sort_keys=False)
 
 
 def load_run_config(path: str | os.PathLike[str] | None) -> tuple[ControllerFileConfig, dict[str, Any]]:
