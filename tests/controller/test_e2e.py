@@ -373,3 +373,41 @@ def test_the_controller_service_starts_watches_and_cancels_runs(models: dict[str
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=60)
     assert no_services_left(tmp_path)
+
+
+def test_the_miniature_default_runs_through_every_stage(tmp_path: Path) -> None:
+    """`make demo`'s configuration (the miniature world: its pool and held-out set, the judge off,
+    λ = 0, replay) on the quick models, smaller in size only: both cycles run on the world's pool and
+    held-out set, no judge is called, and the services get the demo's settings."""
+    from iterkd.controller.config import miniature_files
+    from iterkd.shared.formats import write_jsonl
+    from iterkd.shared.miniature.world import export_split
+    from iterkd.teacher.miniature import build_miniature
+
+    home = tmp_path / "home"
+    files = miniature_files(home)
+    build_miniature(home / "miniature", preset="quick", seed=0)
+    write_jsonl(files["heldout"], export_split("heldout", 4, seed=10000, depths=(2,)))
+    raw = embedded_config(questions=6, eval_size=4, workdir=home)
+    raw["questions"]["generation"].update({"max_new_tokens": 48, "solve_max_new_tokens": 32})
+    for stage in ("teacher-solve", "student-solve", "evaluate"):
+        raw["run"]["stages"][stage]["max_new_tokens"] = 32
+    raw["run"]["stages"]["train"]["config"]["optim"]["max_steps"] = 2
+    cfg = tmp_path / "demo.yaml"
+    cfg.write_text(yaml.safe_dump(raw, sort_keys=False))
+    out = ikd("run", "--config", str(cfg), "--run-id", "mini", home=home)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    st = status(cfg, "mini", home)
+    assert st["state"] == "succeeded" and [c["cycle"] for c in st["cycles"]] == [1, 2]
+    run = home / "store" / "runs" / "mini"
+    rows = [json.loads(x) for x in (run / "cycle-001" / "feedback" / "feedback.jsonl").read_text().splitlines()]
+    assert rows and all(r["judge"] is None for r in rows)
+    for name, prefix in (("pool", "mini/seed/"), ("eval", "mini/heldout/")):
+        problems = [json.loads(x) for x in (run / "inputs" / f"{name}.jsonl").read_text().splitlines()]
+        assert problems and all(p["id"].startswith(prefix) for p in problems), name
+    train2 = json.loads((run / "cycle-002" / "train" / "_manifest.json").read_text())
+    assert "replay" in train2["inputs"]
+    # The quick models write noise, so nothing trains here; the services got the demo's settings.
+    services = yaml.safe_load((home / "services.yaml").read_text())
+    assert services["trainer"]["loss"]["lambda"] == 0.0 and services["feedback"]["judge"]["enabled"] is False
+    assert services["questions"]["decontamination"]["extra_sets"] == [str(files["heldout"])]
