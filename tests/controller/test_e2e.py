@@ -377,8 +377,9 @@ def test_the_controller_service_starts_watches_and_cancels_runs(models: dict[str
 
 def test_the_miniature_default_runs_through_every_stage(tmp_path: Path) -> None:
     """`make demo`'s configuration (the miniature world: its pool and held-out set, the judge off,
-    λ = 0, replay) on the quick models, smaller in size only: both cycles run on the world's pool and
-    held-out set, no judge is called, and the services get the demo's settings."""
+    λ = 0, replay, the base student scored first) on the quick models, smaller in size only: both
+    cycles run on the world's pool and held-out set, the baseline is cycle 0 in the status and the
+    report, no judge is called, and the services get the demo's settings."""
     from iterkd.controller.config import miniature_files
     from iterkd.shared.formats import write_jsonl
     from iterkd.shared.miniature.world import export_split
@@ -400,6 +401,19 @@ def test_the_miniature_default_runs_through_every_stage(tmp_path: Path) -> None:
     st = status(cfg, "mini", home)
     assert st["state"] == "succeeded" and [c["cycle"] for c in st["cycles"]] == [1, 2]
     run = home / "store" / "runs" / "mini"
+    # The baseline: cycle 1's evaluate also scored the base student, shown as cycle 0.
+    base = run / "cycle-001" / "evaluate" / "base"
+    base_samples = [json.loads(x) for x in (base / "solve" / "samples.jsonl").read_text().splitlines()]
+    assert len(base_samples) == 4 and {r["model"] for r in base_samples} == {str(files["student"])}
+    manifest = json.loads((base / "_manifest.json").read_text())
+    assert st["baseline_pass_at_1"] == manifest["metrics"]["pass@1"]
+    assert (manifest["stage"], manifest["step"]) == ("evaluate", "base")
+    solve_manifest = json.loads((base / "solve" / "_manifest.json").read_text())
+    assert (solve_manifest["stage"], solve_manifest["step"]) == ("evaluate", "base/solve")
+    table = ikd("status", "mini", "--config", str(cfg), home=home)
+    assert table.returncode == 0 and " 0 │ base " in table.stdout, table.stdout
+    report = (home / "reports" / "mini" / "report.md").read_text()
+    assert "| 0 | base student |" in report
     rows = [json.loads(x) for x in (run / "cycle-001" / "feedback" / "feedback.jsonl").read_text().splitlines()]
     assert rows and all(r["judge"] is None for r in rows)
     for name, prefix in (("pool", "mini/seed/"), ("eval", "mini/heldout/")):

@@ -251,3 +251,34 @@ def test_replay_trains_each_cycle_on_every_earlier_passing_answer_too(served: tu
                                                  replay_uri="sets/nothing-here.jsonl")))
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "replay_uri: no training set" in info.value.details()
+
+
+def test_cycle_0_is_answered_by_the_base_student_even_after_training(served: tuple[Any, LocalStore]) -> None:
+    """The baseline evaluation asks for cycle 0: the base model answers, whatever was served before;
+    a later cycle's request brings its trained checkpoint back."""
+    from iterkd.shared.formats import Verdict
+
+    stub, store = served
+    problems = [Problem(id="b0", prompt="def b0(a, b):\n", entry_point="b0", tests="")]
+    samples = [Sample(problem_id="b0", sample_id="b0#0", completion="    return a + b\n")]
+    verdicts = [Verdict(sample_id="b0#0", problem_id="b0", passed=True, result="passed")]
+    uris = {name: store.put_jsonl(f"base/{name}.jsonl", rows).uri
+            for name, rows in (("problems", problems), ("samples", samples), ("verdicts", verdicts))}
+    done = list(stub.Train(trainer_pb2.TrainRequest(run=common_pb2.RunCycle(run_id="base", cycle=1),
+                                                    problems_uri=uris["problems"], samples_uri=uris["samples"],
+                                                    verdicts_uri=uris["verdicts"])))[-1]
+    assert done.state == "done" and done.checkpoint.uri
+
+    def solve(cycle: int) -> tuple[str, str]:
+        out = store.uri(f"runs/base/solve-{cycle}/samples.jsonl")
+        stub.Solve(common_pb2.SolveRequest(run=common_pb2.RunCycle(run_id="base", cycle=cycle),
+                                           problems_uri=uris["problems"], samples_uri=out,
+                                           params=common_pb2.GenerationParams(n=1, max_new_tokens=4)))
+        model = store.get_jsonl(f"runs/base/solve-{cycle}/samples.jsonl", Sample)[0].model
+        return model, stub.Info(common_pb2.InfoRequest()).adapter
+
+    trained_model, adapter = solve(1)
+    assert adapter == done.checkpoint.uri
+    base_model, adapter = solve(0)
+    assert adapter == "" and base_model != trained_model
+    assert solve(1) == (trained_model, done.checkpoint.uri)

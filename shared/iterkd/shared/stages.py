@@ -148,6 +148,16 @@ def stage_prefix(run_id: str, cycle: int, stage_name: str) -> str:
     return f"{cycle_prefix(run_id, cycle)}/{stage(stage_name).name}"
 
 
+BASELINE = "base"  # the step of cycle 1's evaluate that scores the base student
+
+
+def baseline_prefix(run_id: str) -> str:
+    """Where cycle 1's evaluate scores the base student (``run.stages.evaluate.baseline``): its own
+    ``solve/samples.jsonl``, verdicts and manifest (steps ``base/solve`` and ``base`` of evaluate),
+    shown as cycle 0."""
+    return f"{stage_prefix(run_id, 1, 'evaluate')}/{BASELINE}"
+
+
 def output_key(run_id: str, cycle: int, stage_name: str, name: str) -> str:
     """The store key of a declared output: ``output_key(run, 1, "verify", "verdicts.jsonl")``."""
     return join(stage_prefix(run_id, cycle, stage_name), stage(stage_name).output(name))

@@ -69,6 +69,9 @@ class EvaluateStage(Sampling):
     temperature: float = Field(default=0.0, ge=0)
     k: list[int] = Field(default_factory=lambda: [1])
     timeout_s: float = Field(default=0, ge=0)
+    # Cycle 1's evaluate also scores the base student, before any training, on the same set with
+    # the same parameters (into evaluate/base/): status and report show it as cycle 0.
+    baseline: bool = False
 
 
 class Stages(Section):
@@ -256,7 +259,7 @@ def _miniature_config(home: Path, questions: int, cycles: int, eval_size: int) -
                 "student-solve": {"n": 1, **sampling},
                 "feedback": {"judge": False},
                 "evolve": {"config": {"generation": {"seed": 0}}},
-                "evaluate": {"n": 1, "temperature": 0.0, "max_new_tokens": 192},
+                "evaluate": {"n": 1, "temperature": 0.0, "max_new_tokens": 192, "baseline": True},
             },
         },
     }

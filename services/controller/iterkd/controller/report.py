@@ -48,15 +48,18 @@ def _plots(status: dict[str, Any], steps: list[tuple[int, dict[str, Any]]], out:
         return float("nan") if v is None else float(v)
 
     fig, ax = plt.subplots(figsize=(6, 3.6))
-    ax.plot(cycles, [nan(m["student_pass_at_1"]) for m in metrics], "o-", label="student pass@1 (eval set)")
+    base = status.get("baseline_pass_at_1")
+    xs, ys = ([0], [float(base)]) if base is not None else ([], [])  # cycle 0: the base student
+    ax.plot(xs + cycles, ys + [nan(m["student_pass_at_1"]) for m in metrics], "o-",
+            label="student pass@1 (eval set)")
     ax.plot(cycles, [nan(m["teacher_pass_rate"]) for m in metrics], "s--", color="gray",
             label="teacher pass rate (pool)")
     ax.set_xlabel("cycle")
     ax.set_ylabel("rate")
     ax.set_ylim(-0.02, 1.02)
-    ax.set_xticks(cycles)
+    ax.set_xticks(xs + cycles)
     ax.legend(loc="best", fontsize=8)
-    ax.set_title("Learning curve")
+    ax.set_title("Learning curve" + (" (cycle 0: the base student)" if xs else ""))
     fig.tight_layout()
     fig.savefig(out / "pass_at_1.png", dpi=110)
     plt.close(fig)
@@ -124,6 +127,8 @@ def write_report(store: ArtifactStore, record: RunRecord, out: Path, miniature: 
         lines += [f"{status['message']}", ""]
     lines += ["| cycle | state | student pass@1 | teacher pass rate | SFT loss | margin | pool | mastered | learning "
               "| struggling | wall s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    if status.get("baseline_pass_at_1") is not None:
+        lines.append(f"| 0 | base student | {_cell(status['baseline_pass_at_1'])} |" + " - |" * 8)
     for c in status["cycles"]:
         m = c["metrics"]
         lv = m["levels"] or {}

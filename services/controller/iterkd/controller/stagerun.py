@@ -21,7 +21,7 @@ import grpc
 from iterkd.controller.config import RunConfig, Sampling
 from iterkd.controller.planner import Step, stage_inputs
 from iterkd.shared.rpc import channel
-from iterkd.shared.stages import BY_NAME, read_manifest, stage_prefix
+from iterkd.shared.stages import BY_NAME, baseline_prefix, read_manifest, stage_prefix
 from iterkd.shared.store import ArtifactStore, join
 from iterkd.v1 import (
     common_pb2,
@@ -219,14 +219,19 @@ def run_stage(store: ArtifactStore, run_id: str, step: Step, run: RunConfig, cli
         cached = reply.cached
     elif step.stage == "evaluate":
         s = st.evaluate
-        solve_prefix = join(prefix, "solve")
-        call.unary(clients.stub("trainer").Solve, common_pb2.SolveRequest(
-            run=rc, problems_uri=uri["problems"], samples_uri=store.uri(join(solve_prefix, "samples.jsonl")),
-            params=_params(s, _seed(run, step, 3))), timeout_s)
-        reply = call.unary(clients.stub("feedback").Evaluate, feedback_pb2.EvaluateRequest(
-            run=rc, problems_uri=uri["problems"], samples_uri=store.uri(join(solve_prefix, "samples.jsonl")),
-            output_prefix=store.uri(prefix), k=s.k, timeout_s=s.timeout_s), timeout_s)
-        cached = reply.cached
+
+        def evaluate(student: common_pb2.RunCycle, out: str) -> Any:
+            samples = store.uri(join(out, "solve", "samples.jsonl"))
+            call.unary(clients.stub("trainer").Solve, common_pb2.SolveRequest(
+                run=student, problems_uri=uri["problems"], samples_uri=samples,
+                params=_params(s, _seed(run, step, 3))), timeout_s)
+            return call.unary(clients.stub("feedback").Evaluate, feedback_pb2.EvaluateRequest(
+                run=rc, problems_uri=uri["problems"], samples_uri=samples, output_prefix=store.uri(out), k=s.k,
+                timeout_s=s.timeout_s), timeout_s)
+
+        if s.baseline and step.cycle == 1:  # the trainer serves the base student for cycle 0
+            evaluate(common_pb2.RunCycle(run_id=run_id, cycle=0), baseline_prefix(run_id))
+        cached = evaluate(rc, prefix).cached
     else:  # pragma: no cover - STAGES and this function change together
         raise StageFailed(f"no client for stage {step.stage!r}", retryable=False)
 

@@ -13,7 +13,7 @@ from typing import Any
 from iterkd.controller.planner import pool_key
 from iterkd.controller.runs import RunRecord
 from iterkd.shared.formats import Sample, Verdict
-from iterkd.shared.stages import STAGES, output_key, read_manifest, stage_prefix
+from iterkd.shared.stages import STAGES, baseline_prefix, output_key, read_manifest, stage_prefix
 from iterkd.shared.store import ArtifactNotFound, ArtifactStore
 
 LEVELS = ("mastered", "learning", "struggling")
@@ -69,6 +69,12 @@ def _cycle_state(states: list[str]) -> str:
     return "running" if "succeeded" in states else "pending"
 
 
+def baseline_pass_at_1(store: ArtifactStore, run_id: str) -> float | None:
+    """The base student's pass@1 (``run.stages.evaluate.baseline``), or None where not measured."""
+    m = read_manifest(store, baseline_prefix(run_id))
+    return m.metrics.get("pass@1") if m is not None else None
+
+
 def run_status(store: ArtifactStore, record: RunRecord) -> dict[str, Any]:
     current = record.current
     cycles = []
@@ -90,6 +96,7 @@ def run_status(store: ArtifactStore, record: RunRecord) -> dict[str, Any]:
         "message": record.message,
         "created_at": record.created_at,
         "updated_at": record.updated_at,
+        "baseline_pass_at_1": baseline_pass_at_1(store, record.run_id),
         "cycles": cycles,
     }
 
@@ -113,6 +120,9 @@ def render_table(status: dict[str, Any]) -> Any:
     table.add_column("stages", no_wrap=True)
     for col in ("state", "pass@1", "teacher", "sft", "margin", "pool", "m/l/s"):
         table.add_column(col, justify="right" if col != "state" else "left", no_wrap=True)
+    if status.get("baseline_pass_at_1") is not None:  # the student before distillation
+        table.add_row("0", Text("base", style="dim"), Text("-"), _fmt(status["baseline_pass_at_1"]),
+                      *(["-"] * 5))
     for c in status["cycles"]:
         m = c["metrics"]
         marks = Text()

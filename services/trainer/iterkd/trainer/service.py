@@ -251,12 +251,15 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         return reply
 
     def Solve(self, request: common_pb2.SolveRequest, context: grpc.ServicerContext) -> common_pb2.SolveResponse:
-        """Solve with the student of the request's cycle where its train stage is done, else the
-        one being served; the served checkpoint is one of the stage's inputs."""
+        """Solve with the student of the request's cycle where its train stage is done, the base
+        student for a cycle 0 that trained nothing (a run's baseline: runs count cycles from 1),
+        else the one being served; the served checkpoint is one of the stage's inputs."""
         if request.HasField("run") and request.run.run_id:
             manifest = read_manifest(self.store, stage_prefix(request.run.run_id, request.run.cycle, "train"))
             if manifest is not None:
                 self._serve_manifest_checkpoint(manifest)
+            elif request.run.cycle == 0 and (self._student is None or self._student.checkpoint_key):
+                self._load(None)
         student = self._current()
 
         def generate(prompts: Sequence[str], params: SamplingParams) -> list[list[str]]:
