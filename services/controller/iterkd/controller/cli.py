@@ -250,7 +250,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         from rich.console import Console
 
-        Console(highlight=False).print(render_table(status))
+        # A pipe or a log gets the whole table (rich assumes 80 columns where it is not a terminal).
+        Console(highlight=False, width=None if sys.stdout.isatty() else 120).print(render_table(status))
     return 0
 
 

@@ -116,7 +116,7 @@ def render_table(status: dict[str, Any]) -> Any:
         f"  {status['progress'] * 100:.0f}%",
         f"  cycle {status['current_cycle']}" + (f" {status['current_stage']}" if status["current_stage"] else ""))
     table = Table(show_edge=False, pad_edge=False)
-    table.add_column("cycle", justify="right")
+    table.add_column("cycle", justify="right", no_wrap=True, min_width=5)
     table.add_column("stages", no_wrap=True)
     for col in ("state", "pass@1", "teacher", "sft", "margin", "pool", "m/l/s"):
         table.add_column(col, justify="right" if col != "state" else "left", no_wrap=True)
@@ -135,7 +135,7 @@ def render_table(status: dict[str, Any]) -> Any:
                       _fmt(m["student_pass_at_1"]), _fmt(m["teacher_pass_rate"], ".2f"), _fmt(m["sft_loss"]),
                       _fmt(m["contrastive_margin"], "+.3f"), _fmt(m["pool_size"], "d"),
                       "/".join(str(lv[k]) for k in LEVELS) if lv else "-")
-    legend = Text("stages: " + " ".join(STAGES) + ("  (- left out: the last cycle prepares no next one)"
+    legend = Text("stages: " + " ".join(STAGES) + ("  (-: left out of the last cycle)"
                                                     if any(len(c["stages"]) < len(STAGES) for c in status["cycles"])
                                                     else ""), style="dim") if status["cycles"] else Text("")
     parts: list[Any] = [head, table, legend]
