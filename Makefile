@@ -40,7 +40,6 @@ export ITERKD_HOME
 IKD := $(VENV)/bin/iterkd
 MINI := $(ITERKD_HOME)/miniature
 
-
 demo: install
 	@test -f $(MINI)/teacher/config.json -a -f $(MINI)/student/config.json || \
 	  $(IKD) models miniature --preset demo --seed 0 --out $(MINI) --overwrite

@@ -61,6 +61,8 @@ SETTINGS: dict[str, Any] = {
     "batch_size": 8,
     "lr": 3e-3,
     "lambda": 0.5,
+    "loss_type": "infonce",  # the cycled arms' contrastive term (trainer.loss.loss_type)
+    "fault_weight": 0.0,     # trainer.loss.fault_weight: extra weight of the tokens where the pair differs
     "pool_cap": 256,       # the evolved pool's size limit (questions service)
     "replay": True,        # cycled arms train on every earlier cycle's passing answers too
 }
@@ -110,9 +112,12 @@ def arm_run(arm: str, seed: int, s: dict[str, Any], teacher_n: int, pool_source:
             eval_split: str = "heldout") -> dict[str, Any]:
     """The `run` section of one arm (everything else is shared)."""
     one_shot = arm.startswith("one-shot")
+    loss: dict[str, Any] = {"lambda": 0.0 if one_shot or arm == "iterkd-no-contrastive" else s["lambda"]}
+    for key in ("loss_type", "fault_weight"):  # only where changed, so the table's runs stay as they were
+        if s[key] != SETTINGS[key]:
+            loss[key] = s[key]
     train: dict[str, Any] = {"optim": {"max_steps": s["steps_per_cycle"] * (s["cycles"] if one_shot else 1),
-                                       "seed": seed},
-                             "loss": {"lambda": 0.0 if one_shot or arm == "iterkd-no-contrastive" else s["lambda"]}}
+                                       "seed": seed}, "loss": loss}
     evolve: dict[str, Any] = {"generation": {"seed": seed}}
     if arm == "iterkd-no-feedback-update":
         evolve["levels"] = {"assign": "random", "random_seed": seed}
