@@ -35,6 +35,23 @@ def served(tmp_path: Path, fast_cfg: dict[str, Any]) -> Iterator[tuple[Any, Loca
         server.stop(0)
 
 
+def train_cycle(stub: Any, store: LocalStore, run_id: str, cycle: int, answers: dict[str, tuple[str, bool]],
+                replay_uri: str = "") -> tuple[trainer_pb2.TrainProgress, dict[str, str]]:
+    """Train one cycle on one answer per problem (``{problem id: (completion, passed)}``): the last
+    progress record and the uris of the problems, samples and verdicts it was given."""
+    from iterkd.shared.formats import Verdict
+
+    problems = [Problem(id=pid, prompt=f"def {pid}(a, b):\n", entry_point=pid, tests="") for pid in answers]
+    samples = [Sample(problem_id=pid, sample_id=f"{pid}#0", completion=body) for pid, (body, _) in answers.items()]
+    verdicts = [Verdict(sample_id=f"{pid}#0", problem_id=pid, passed=ok, result="passed" if ok else "failed: x")
+                for pid, (_, ok) in answers.items()]
+    uris = {name: store.put_jsonl(f"{run_id}-{cycle}/{name}.jsonl", rows).uri
+            for name, rows in (("problems", problems), ("samples", samples), ("verdicts", verdicts))}
+    req = trainer_pb2.TrainRequest(run=common_pb2.RunCycle(run_id=run_id, cycle=cycle), problems_uri=uris["problems"],
+                                   samples_uri=uris["samples"], verdicts_uri=uris["verdicts"], replay_uri=replay_uri)
+    return list(stub.Train(req))[-1], uris
+
+
 def test_train_streams_caches_and_serves_the_student(
     served: tuple[Any, LocalStore], train_examples: list[TrainingExample], tiny_model_dir: Path) -> None:
     stub, store = served
@@ -184,18 +201,10 @@ def test_a_missing_gpu_is_failed_precondition(tmp_path: Path, fast_cfg: dict[str
 def test_a_cycle_where_no_answer_passed_keeps_the_student(served: tuple[Any, LocalStore]) -> None:
     """Nothing to learn is not an error: the stage is done without training; its checkpoint is the
     one it started from (none in a first cycle: the base model is served)."""
-    from iterkd.shared.formats import Verdict
     from iterkd.shared.stages import MANIFEST, checkpoint_entry, read_manifest
 
     stub, store = served
-    problems = [Problem(id="p0", prompt="def f(a, b):\n", entry_point="f", tests="")]
-    samples = [Sample(problem_id="p0", sample_id="p0#0", completion="    return a - b\n")]
-    verdicts = [Verdict(sample_id="p0#0", problem_id="p0", passed=False, result="failed: AssertionError")]
-    uris = {name: store.put_jsonl(f"none/{name}.jsonl", rows).uri
-            for name, rows in (("problems", problems), ("samples", samples), ("verdicts", verdicts))}
-    req = trainer_pb2.TrainRequest(run=common_pb2.RunCycle(run_id="none", cycle=1), problems_uri=uris["problems"],
-                                   samples_uri=uris["samples"], verdicts_uri=uris["verdicts"])
-    done = list(stub.Train(req))[-1]
+    done, uris = train_cycle(stub, store, "none", 1, {"p0": ("    return a - b\n", False)})
     assert done.state == "done" and "unchanged" in done.message and not done.checkpoint.uri
     manifest = read_manifest(store, "runs/none/cycle-001/train")
     assert manifest is not None and checkpoint_entry(manifest) is None and manifest.metrics["steps"] == 0
@@ -212,23 +221,13 @@ def test_replay_trains_each_cycle_on_every_earlier_passing_answer_too(served: tu
     """With replay_uri (the cycle before's train_set.jsonl) a cycle's training set is its own
     examples plus the earlier ones it does not repeat, stored as its own train_set.jsonl, so the
     chain holds every cycle's; a cycle where nothing new passed still trains on the replayed ones."""
-    from iterkd.shared.formats import Verdict
     from iterkd.shared.stages import read_manifest
 
     stub, store = served
 
     def cycle(k: int, answers: dict[str, tuple[str, bool]], replay: bool) -> trainer_pb2.TrainProgress:
-        problems = [Problem(id=pid, prompt=f"def {pid}(a, b):\n", entry_point=pid, tests="") for pid in answers]
-        samples = [Sample(problem_id=pid, sample_id=f"{pid}#0", completion=body) for pid, (body, _) in answers.items()]
-        verdicts = [Verdict(sample_id=f"{pid}#0", problem_id=pid, passed=ok, result="passed" if ok else "failed: x")
-                    for pid, (_, ok) in answers.items()]
-        uris = {name: store.put_jsonl(f"c{k}/{name}.jsonl", rows).uri
-                for name, rows in (("problems", problems), ("samples", samples), ("verdicts", verdicts))}
-        req = trainer_pb2.TrainRequest(
-            run=common_pb2.RunCycle(run_id="replay", cycle=k), problems_uri=uris["problems"],
-            samples_uri=uris["samples"], verdicts_uri=uris["verdicts"],
-            replay_uri=store.uri(f"runs/replay/cycle-{k - 1:03d}/train/train_set.jsonl") if replay else "")
-        return list(stub.Train(req))[-1]
+        replay_uri = store.uri(f"runs/replay/cycle-{k - 1:03d}/train/train_set.jsonl") if replay else ""
+        return train_cycle(stub, store, "replay", k, answers, replay_uri)[0]
 
     def train_set(k: int) -> list[tuple[str, str]]:
         rows = store.get_jsonl(f"runs/replay/cycle-{k:03d}/train/train_set.jsonl", TrainingExample)
@@ -256,17 +255,8 @@ def test_replay_trains_each_cycle_on_every_earlier_passing_answer_too(served: tu
 def test_cycle_0_is_answered_by_the_base_student_even_after_training(served: tuple[Any, LocalStore]) -> None:
     """The baseline evaluation asks for cycle 0: the base model answers, whatever was served before;
     a later cycle's request brings its trained checkpoint back."""
-    from iterkd.shared.formats import Verdict
-
     stub, store = served
-    problems = [Problem(id="b0", prompt="def b0(a, b):\n", entry_point="b0", tests="")]
-    samples = [Sample(problem_id="b0", sample_id="b0#0", completion="    return a + b\n")]
-    verdicts = [Verdict(sample_id="b0#0", problem_id="b0", passed=True, result="passed")]
-    uris = {name: store.put_jsonl(f"base/{name}.jsonl", rows).uri
-            for name, rows in (("problems", problems), ("samples", samples), ("verdicts", verdicts))}
-    done = list(stub.Train(trainer_pb2.TrainRequest(run=common_pb2.RunCycle(run_id="base", cycle=1),
-                                                    problems_uri=uris["problems"], samples_uri=uris["samples"],
-                                                    verdicts_uri=uris["verdicts"])))[-1]
+    done, uris = train_cycle(stub, store, "base", 1, {"b0": ("    return a + b\n", True)})
     assert done.state == "done" and done.checkpoint.uri
 
     def solve(cycle: int) -> tuple[str, str]:
