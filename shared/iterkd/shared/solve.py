@@ -28,7 +28,7 @@ from iterkd.shared.generation import GenerationLimits, sampling_params
 from iterkd.shared.inference import SamplingParams
 from iterkd.shared.log import event, get_logger
 from iterkd.shared.prompts import check_template, extract_code, render_solve_prompt
-from iterkd.shared.stages import BASELINE, BY_NAME, STAGES, StageManifest, begin_stage, stage_lock
+from iterkd.shared.stages import BY_NAME, STAGES, StageManifest, begin_stage, evaluate_step, stage_lock
 from iterkd.shared.store import ArtifactStore
 from iterkd.v1 import common_pb2
 
@@ -37,8 +37,6 @@ log = get_logger("iterkd.solve")
 # (prompts, params) -> params.n texts per prompt, in prompt order.
 Generate = Callable[[Sequence[str], SamplingParams], Sequence[Sequence[str]]]
 REFERENCE_MODEL = "reference"
-# A Solve for the evaluate stage writes under ``<cycle>/evaluate/solve/`` (a step of that stage).
-EVALUATE_STEP = ("evaluate", "solve")
 
 
 def render_prompts(problems: Sequence[Problem], template: str) -> list[str]:
@@ -86,13 +84,13 @@ def read_store_problems(store: ArtifactStore, key: str) -> list[Problem]:
 
 def solve_stage(prefix: str, own_stage: str) -> tuple[str, str | None]:
     """The (stage, step) a Solve into ``prefix`` owns: the folder's stage where it is a solve
-    stage, ``evaluate``/``solve`` for ``<...>/evaluate/solve`` (``base/solve`` for the baseline's
-    ``<...>/evaluate/base/solve``), else the service's own stage."""
+    stage, ``evaluate`` with its step for a solve folder of evaluate (``<...>/evaluate/solve``, the
+    baseline's ``<...>/evaluate/base/solve``: :func:`iterkd.shared.stages.evaluate_step`), else the
+    service's own stage."""
     parts = prefix.split("/")
-    if tuple(parts[-2:]) == EVALUATE_STEP:
-        return EVALUATE_STEP[0], EVALUATE_STEP[1]
-    if tuple(parts[-3:]) == (EVALUATE_STEP[0], BASELINE, EVALUATE_STEP[1]):
-        return EVALUATE_STEP[0], f"{BASELINE}/{EVALUATE_STEP[1]}"
+    step = evaluate_step(prefix)
+    if step is not None and step.endswith("solve"):
+        return "evaluate", step
     if parts[-1] in STAGES:
         require(BY_NAME[parts[-1]].rpc == "Solve",
                 f"samples_uri: {prefix} is the folder of the {parts[-1]!r} stage, which a Solve does not write; "

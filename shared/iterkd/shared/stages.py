@@ -149,6 +149,16 @@ def stage_prefix(run_id: str, cycle: int, stage_name: str) -> str:
 
 
 BASELINE = "base"  # the step of cycle 1's evaluate that scores the base student
+# The evaluate stage's sub-folders, each a step with a manifest of its own: the student's answers
+# (a Solve), and the baseline's answers (a Solve) and verdicts (an Evaluate).
+EVALUATE_STEPS = {("evaluate", "solve"): "solve", ("evaluate", BASELINE, "solve"): f"{BASELINE}/solve",
+                  ("evaluate", BASELINE): BASELINE}
+
+
+def evaluate_step(prefix: str) -> str | None:
+    """The step of the evaluate stage that ``prefix`` (a folder) is, or None."""
+    parts = tuple(prefix.rstrip("/").split("/"))
+    return next((step for tail, step in EVALUATE_STEPS.items() if parts[-len(tail):] == tail), None)
 
 
 def baseline_prefix(run_id: str) -> str:

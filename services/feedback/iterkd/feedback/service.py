@@ -33,7 +33,15 @@ from iterkd.feedback.static_langs import CompiledStatic
 from iterkd.shared.errors import BadRequest, Conflict, Unavailable, require
 from iterkd.shared.formats import JudgeResult, Problem, Sample, StaticResult, Verdict, parse_record
 from iterkd.shared.log import event
-from iterkd.shared.stages import BASELINE, STAGES, StageManifest, StageWriter, begin_stage, stage_lock
+from iterkd.shared.stages import (
+    BASELINE,
+    STAGES,
+    StageManifest,
+    StageWriter,
+    begin_stage,
+    evaluate_step,
+    stage_lock,
+)
 from iterkd.shared.store import ArtifactStore, normalize_key
 from iterkd.v1 import common_pb2, feedback_pb2, feedback_pb2_grpc
 
@@ -205,9 +213,11 @@ class FeedbackServicer(feedback_pb2_grpc.FeedbackServiceServicer):
         prefix = normalize_key(self.store.resolve(request.output_prefix).strip("/"))
         parts = [p for p in prefix.split("/") if p]
         stage = parts[-1] if parts and parts[-1] in STAGES else "feedback"
-        step = None
-        if parts[-2:] == ["evaluate", BASELINE]:  # the base student's evaluation, a step of evaluate
-            stage, step = "evaluate", BASELINE
+        step = evaluate_step(prefix)
+        if step == BASELINE:  # the base student's verdicts, a step of evaluate
+            stage = "evaluate"
+        else:
+            step = None
         config = {"run_static": request.run_static, "run_judge": request.run_judge, "k": ks, "timeout_s": timeout}
         with stage_lock(self.store, prefix):
             owned = begin_stage(self.store, prefix, stage, inputs={"problems": problems_key, "samples": samples_key},
