@@ -416,6 +416,8 @@ def test_the_miniature_default_runs_through_every_stage(tmp_path: Path) -> None:
     assert "| 0 | base student |" in report
     rows = [json.loads(x) for x in (run / "cycle-001" / "feedback" / "feedback.jsonl").read_text().splitlines()]
     assert rows and all(r["judge"] is None for r in rows)
+    feedback = json.loads((run / "cycle-001" / "feedback" / "_manifest.json").read_text())
+    assert feedback["config"]["run_judge"] is False  # the quick teacher parses no verdict either way
     for name, prefix in (("pool", "mini/seed/"), ("eval", "mini/heldout/")):
         problems = [json.loads(x) for x in (run / "inputs" / f"{name}.jsonl").read_text().splitlines()]
         assert problems and all(p["id"].startswith(prefix) for p in problems), name
